@@ -1,0 +1,32 @@
+"""Shared test conventions.
+
+* ``anyio_backend`` is parametrized so every ``@pytest.mark.anyio`` test runs on both
+  asyncio and trio.
+* Live tests call :func:`tests.support.require_live` (or use the ``live`` fixture): it
+  skips when the kernel or privileges are missing, and with ``TRACEKIT_REQUIRE_LIVE=1``
+  (set by ``.ci/run``) a skip becomes a failure, so a green CI means the kernel ran us.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def live() -> None:
+    from tests.support import require_live
+
+    require_live()
+
+
+@pytest.fixture(scope="session")
+def bpf_objects():
+    """Builder for test BPF objects: ``bpf_objects("name.bpf.c", defines=[...]) -> Path``."""
+    from tests.support import build_bpf_object
+
+    return build_bpf_object

@@ -1,0 +1,421 @@
+"""A lazy, indexed BTF reader.
+
+Kernel BTF has ~130k types; decoding all of them into Python objects costs far more than
+a loader can afford.  So the reader keeps the raw bytes, computes the start of every type
+in one tight pass over a u32 array, and decodes a type only when it is asked for (then
+caches it).  Name look-ups search the string table with ``bytes.find`` (C speed) and map
+the string offsets found to type ids through a lazily built ``name_off -> ids`` index.
+
+Split BTF (a kernel module's BTF on top of vmlinux) is supported: type ids and string
+offsets continue where the base's end, exactly as the kernel numbers them.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from collections.abc import Iterator
+
+from ..errors import BTFError
+from .types import (
+    BTF_HEADER_SIZE,
+    BTF_MAGIC,
+    KIND_EXTRA_FIXED,
+    KIND_EXTRA_PER_VLEN,
+    MODIFIER_KINDS,
+    VOID,
+    EnumValue,
+    Kind,
+    Member,
+    Param,
+    Type,
+    VarSecinfo,
+    essential_name,
+)
+
+_MAX_KIND = max(Kind)
+# Step tables for the offset scan, in u32 words.  Unknown kinds get a step that ends the
+# scan past the end, which the scan then reports as an error.
+_BAD_STEP = 1 << 40
+_FIXED_WORDS = [3 + KIND_EXTRA_FIXED.get(k, 0) // 4 if k <= _MAX_KIND else _BAD_STEP for k in range(32)]
+_FIXED_WORDS[0] = 3  # UNKN only legal as id 0 (never encoded); treated as a bare header
+_VLEN_WORDS = [KIND_EXTRA_PER_VLEN.get(k, 0) // 4 for k in range(32)]
+
+POINTER_SIZE = 8  # BPF is a 64-bit target
+
+
+def _s32(v: int) -> int:
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+class BTF:
+    """Parsed BTF.  Type id 0 is ``void``; ids run to ``len(self) - 1``."""
+
+    def __init__(self, data: bytes, base: BTF | None = None, *, name: str = "") -> None:
+        self.name = name
+        self.base = base
+        self.data = bytes(data)
+        if len(self.data) < BTF_HEADER_SIZE:
+            raise BTFError(f"{self._what()}: {len(self.data)} bytes is too short for a BTF header")
+        magic = struct.unpack_from("<H", self.data, 0)[0]
+        if magic == BTF_MAGIC:
+            self.endian = "<"
+        elif magic == 0x9FEB:
+            self.endian = ">"
+        else:
+            raise BTFError(f"{self._what()}: bad magic {magic:#06x} (expected 0xeb9f)")
+        (_, self.version, self.flags, hdr_len, type_off, type_len, str_off, str_len) = struct.unpack_from(
+            self.endian + "HBBIIIII", self.data, 0
+        )
+        if self.version != 1:
+            raise BTFError(f"{self._what()}: unsupported BTF version {self.version}")
+        if hdr_len < BTF_HEADER_SIZE or hdr_len > len(self.data):
+            raise BTFError(f"{self._what()}: bad header length {hdr_len}")
+        # Newer kernels may grow the header; fields past ours must be zero to be safe to ignore.
+        if any(self.data[BTF_HEADER_SIZE:hdr_len]):
+            raise BTFError(f"{self._what()}: header has unknown non-zero fields")
+        self.hdr_len = hdr_len
+        end = len(self.data)
+        if hdr_len + type_off + type_len > end or hdr_len + str_off + str_len > end:
+            raise BTFError(f"{self._what()}: type or string section runs past the end of the data")
+        if type_off % 4 or type_len % 4:
+            raise BTFError(f"{self._what()}: type section is not 4-byte aligned")
+        tstart = hdr_len + type_off
+        self._words = array("I")
+        self._words.frombytes(self.data[tstart : tstart + type_len])
+        if (self.endian == "<") != (sys.byteorder == "little"):
+            self._words.byteswap()
+        sstart = hdr_len + str_off
+        self.strings = self.data[sstart : sstart + str_len]
+        if base is None:
+            if str_len == 0 or self.strings[0] != 0:
+                raise BTFError(f"{self._what()}: string section must start with a NUL byte")
+            self.start_id = 1
+            self.start_str = 0
+        else:
+            self.start_id = len(base)
+            self.start_str = base.start_str + len(base.strings)
+        self._offsets = self._scan()
+        self._cache: dict[int, Type] = {}
+        self._name_index: dict[int, list[int]] | None = None
+
+    # --- construction helpers -------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: str, base: BTF | None = None) -> BTF:
+        """Read raw BTF (``/sys/kernel/btf/*``) or the ``.BTF`` section of an ELF file."""
+        with open(path, "rb") as f:
+            data = f.read()
+        return cls.from_bytes_or_elf(data, base, name=path)
+
+    @classmethod
+    def from_bytes_or_elf(cls, data: bytes, base: BTF | None = None, *, name: str = "") -> BTF:
+        if data[:4] == b"\x7fELF":
+            from io import BytesIO
+
+            from elftools.common.exceptions import ELFError as _PyELFError
+            from elftools.elf.elffile import ELFFile
+
+            try:
+                sec = ELFFile(BytesIO(data)).get_section_by_name(".BTF")
+            except _PyELFError as e:
+                raise BTFError(f"{name or 'ELF'}: malformed ELF: {e}") from None
+            if sec is None:
+                raise BTFError(f"{name or 'ELF'}: has no .BTF section (build with clang -g)")
+            data = sec.data()
+        return cls(data, base, name=name)
+
+    def _what(self) -> str:
+        return f"BTF {self.name!r}" if self.name else "BTF"
+
+    def _scan(self) -> array:
+        """Word index of every type's header; one pass, no decoding."""
+        w = self._words
+        n = len(w)
+        fixed = _FIXED_WORDS
+        per = _VLEN_WORDS
+        offs = array("I")
+        app = offs.append
+        i = 0
+        try:
+            while i < n:
+                app(i)
+                info = w[i + 1]
+                k = (info >> 24) & 0x1F
+                i += fixed[k] + (info & 0xFFFF) * per[k]
+        except IndexError:
+            i = n + 1
+        if i != n:
+            bad = len(offs) - 1 + self.start_id
+            raise BTFError(f"{self._what()}: type {bad} is truncated or has an unknown kind")
+        return offs
+
+    # --- basic access ----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Number of type ids, including void and (for split BTF) the base's."""
+        return self.start_id + len(self._offsets)
+
+    @property
+    def type_count(self) -> int:
+        """Types encoded in this blob (excluding void and a split base's types)."""
+        return len(self._offsets)
+
+    def string(self, off: int) -> str:
+        if off < self.start_str:
+            assert self.base is not None
+            return self.base.string(off)
+        s = self.strings
+        off -= self.start_str
+        if off >= len(s):
+            raise BTFError(f"{self._what()}: string offset {off + self.start_str} out of range")
+        end = s.find(b"\0", off)
+        if end < 0:
+            raise BTFError(f"{self._what()}: unterminated string at offset {off + self.start_str}")
+        return s[off:end].decode("utf-8", "replace")
+
+    def type(self, tid: int) -> Type:
+        """The type with id ``tid`` (decoded on first use, then cached)."""
+        if tid < self.start_id:
+            if tid == 0:
+                return VOID
+            if self.base is None:
+                raise BTFError(f"{self._what()}: type id {tid} out of range")
+            return self.base.type(tid)
+        t = self._cache.get(tid)
+        if t is None:
+            local = tid - self.start_id
+            if local >= len(self._offsets):
+                raise BTFError(f"{self._what()}: type id {tid} out of range (have {len(self)})")
+            t = self._decode(self._offsets[local])
+            self._cache[tid] = t
+        return t
+
+    __getitem__ = type
+
+    def kind_of(self, tid: int) -> Kind:
+        """The kind of ``tid`` without decoding the type."""
+        if tid < self.start_id:
+            return Kind.UNKN if tid == 0 else self.base.kind_of(tid)  # type: ignore[union-attr]
+        return Kind((self._words[self._offsets[tid - self.start_id] + 1] >> 24) & 0x1F)
+
+    def name_of(self, tid: int) -> str:
+        """The name of ``tid`` without decoding the rest of the type."""
+        if tid < self.start_id:
+            return "" if tid == 0 else self.base.name_of(tid)  # type: ignore[union-attr]
+        return self.string(self._words[self._offsets[tid - self.start_id]])
+
+    def ids(self) -> range:
+        """The type ids encoded in this blob (not the base's)."""
+        return range(self.start_id, len(self))
+
+    def types(self) -> Iterator[tuple[int, Type]]:
+        """Every (id, type) of this blob, decoding as it goes."""
+        for tid in self.ids():
+            yield tid, self.type(tid)
+
+    def _decode(self, o: int) -> Type:
+        w = self._words
+        string = self.string
+        name_off, info, su = w[o], w[o + 1], w[o + 2]
+        kind = (info >> 24) & 0x1F
+        vlen = info & 0xFFFF
+        try:
+            k = Kind(kind)
+        except ValueError:
+            raise BTFError(f"{self._what()}: unknown BTF kind {kind}") from None
+        t = Type(k, string(name_off), kflag=bool(info >> 31))
+        o += 3
+        if k == Kind.INT:
+            t.size = su
+            v = w[o]
+            t.encoding = (v >> 24) & 0x0F
+            t.bits_offset = (v >> 16) & 0xFF
+            t.bits = v & 0xFF
+        elif k in (Kind.STRUCT, Kind.UNION):
+            t.size = su
+            kf = t.kflag
+            mem = t.members
+            for j in range(o, o + 3 * vlen, 3):
+                off = w[j + 2]
+                if kf:
+                    mem.append(Member(string(w[j]), w[j + 1], off & 0xFFFFFF, off >> 24))
+                else:
+                    mem.append(Member(string(w[j]), w[j + 1], off))
+        elif k == Kind.ARRAY:
+            t.type, t.index_type, t.nelems = w[o], w[o + 1], w[o + 2]
+        elif k == Kind.ENUM:
+            t.size = su
+            conv = _s32 if t.kflag else int
+            t.values = [EnumValue(string(w[j]), conv(w[j + 1])) for j in range(o, o + 2 * vlen, 2)]
+        elif k == Kind.ENUM64:
+            t.size = su
+            vals = []
+            for j in range(o, o + 3 * vlen, 3):
+                v = w[j + 1] | (w[j + 2] << 32)
+                if t.kflag and v & (1 << 63):
+                    v -= 1 << 64
+                vals.append(EnumValue(string(w[j]), v))
+            t.values = vals
+        elif k == Kind.FUNC_PROTO:
+            t.type = su
+            t.params = [Param(string(w[j]), w[j + 1]) for j in range(o, o + 2 * vlen, 2)]
+        elif k == Kind.FUNC:
+            t.type = su
+            t.linkage = vlen
+        elif k == Kind.VAR:
+            t.type = su
+            t.linkage = w[o]
+        elif k == Kind.DATASEC:
+            t.size = su
+            t.secinfos = [VarSecinfo(w[j], w[j + 1], w[j + 2]) for j in range(o, o + 3 * vlen, 3)]
+        elif k == Kind.DECL_TAG:
+            t.type = su
+            t.component_idx = _s32(w[o])
+        elif k == Kind.FLOAT:
+            t.size = su
+        else:  # PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG
+            t.type = su
+        return t
+
+    # --- name look-ups ---------------------------------------------------------------
+
+    def _index(self) -> dict[int, list[int]]:
+        idx = self._name_index
+        if idx is None:
+            idx = {}
+            w = self._words
+            start = self.start_id
+            get = idx.get
+            for local, o in enumerate(self._offsets):
+                no = w[o]
+                if no:
+                    lst = get(no)
+                    if lst is None:
+                        idx[no] = [start + local]
+                    else:
+                        lst.append(start + local)
+            self._name_index = idx
+        return idx
+
+    def _string_offsets(self, needle: bytes, prefix: bool = False) -> list[int]:
+        """Offsets (absolute) of strings equal to ``needle`` (or starting with it)."""
+        out = []
+        s = self.strings
+        pat = b"\0" + needle if prefix else b"\0" + needle + b"\0"
+        pos = s.find(pat)
+        while pos >= 0:
+            out.append(pos + 1 + self.start_str)
+            pos = s.find(pat, pos + 1)
+        return out
+
+    def _ids_for_string_offsets(self, offs: list[int]) -> list[int]:
+        idx = self._index()
+        out: list[int] = []
+        for off in offs:
+            out.extend(idx.get(off, ()))
+        return out
+
+    def find(self, name: str, kind: Kind | None = None) -> list[int]:
+        """Ids of every type named ``name`` (optionally of one kind), base types first."""
+        needle = name.encode()
+        ids: list[int] = []
+        if self.base is not None:
+            ids.extend(self.base.find(name))
+        # Our types may name strings of the base's table (split BTF) or of our own.
+        offs = self._string_offsets(needle)
+        b = self.base
+        while b is not None:
+            offs.extend(b._string_offsets(needle))
+            b = b.base
+        ids.extend(self._ids_for_string_offsets(offs))
+        if kind is not None:
+            ids = [i for i in ids if self.kind_of(i) == kind]
+        return sorted(set(ids))
+
+    def find_one(self, name: str, kind: Kind | None = None) -> int | None:
+        ids = self.find(name, kind)
+        return ids[0] if ids else None
+
+    def find_by_essential_name(self, name: str) -> list[int]:
+        """Ids of types whose essential name (``___flavor`` stripped) is ``name``."""
+        needle = name.encode()
+        ids: list[int] = []
+        if self.base is not None:
+            ids.extend(self.base.find_by_essential_name(name))
+        offs: list[int] = []
+        tables: list[BTF] = [self]
+        b = self.base
+        while b is not None:
+            tables.append(b)
+            b = b.base
+        for tbl in tables:
+            offs.extend(tbl._string_offsets(needle))
+            for off in tbl._string_offsets(needle + b"___", prefix=True):
+                if essential_name(tbl.string(off)) == name:
+                    offs.append(off)
+        ids.extend(self._ids_for_string_offsets(offs))
+        return sorted(set(ids))
+
+    # --- type algebra ------------------------------------------------------------------
+
+    def skip_mods(self, tid: int) -> int:
+        """Follow typedefs and modifiers (const, volatile, restrict, type tags)."""
+        while self.kind_of(tid) in MODIFIER_KINDS:
+            tid = self.type(tid).type
+        return tid
+
+    def resolve(self, tid: int) -> Type:
+        return self.type(self.skip_mods(tid))
+
+    def size_of(self, tid: int) -> int:
+        """Byte size of a type, as ``sizeof`` would say."""
+        for _ in range(64):
+            t = self.type(tid)
+            k = t.kind
+            if k in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.DATASEC, Kind.FLOAT):
+                return t.size
+            if k == Kind.PTR:
+                return POINTER_SIZE
+            if k == Kind.ARRAY:
+                return t.nelems * self.size_of(t.type)
+            if k in MODIFIER_KINDS or k == Kind.VAR:
+                tid = t.type
+                continue
+            raise BTFError(f"{self._what()}: type {tid} ({k.name}) has no size")
+        raise BTFError(f"{self._what()}: type chain too deep at {tid}")
+
+    def alignment_of(self, tid: int) -> int:
+        t = self.resolve(tid)
+        if t.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
+            return min(t.size, 8) or 1
+        if t.kind == Kind.PTR:
+            return POINTER_SIZE
+        if t.kind == Kind.ARRAY:
+            return self.alignment_of(t.type)
+        if t.is_composite:
+            return max((self.alignment_of(m.type) for m in t.members), default=1)
+        return 1
+
+    def describe(self, tid: int) -> str:
+        """A short C-like spelling of a type for error messages."""
+        t = self.type(tid)
+        k = t.kind
+        if k == Kind.UNKN:
+            return "void"
+        if k == Kind.PTR:
+            return self.describe(t.type) + " *"
+        if k in (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
+            return f"{k.name.lower()} {self.describe(t.type)}"
+        if k == Kind.ARRAY:
+            return f"{self.describe(t.type)}[{t.nelems}]"
+        if k in (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64):
+            word = {Kind.STRUCT: "struct", Kind.UNION: "union"}.get(k, "enum")
+            return f"{word} {t.name or '(anon)'}"
+        if k == Kind.FWD:
+            return f"{'union' if t.kflag else 'struct'} {t.name}"
+        if k == Kind.FUNC_PROTO:
+            args = ", ".join(self.describe(p.type) if p.type else "..." for p in t.params)
+            return f"{self.describe(t.type)} (*)({args})"
+        return t.name or k.name.lower()
