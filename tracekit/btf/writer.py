@@ -1,0 +1,204 @@
+"""Build BTF bytes from :class:`~tracekit.btf.types.Type` objects.
+
+The loader needs to *change* an object's BTF before the kernel sees it (DATASEC sizes,
+extern fixups, sanitization for old kernels, ``__arg_ctx`` clones).  The reader is lazy
+and read-only, so changes are made on a :class:`BTFBuilder`: every type decoded into a
+mutable list indexed by type id, then encoded again.
+
+Strings: :meth:`BTFBuilder.from_btf` keeps the source string table *verbatim* as a
+prefix.  String offsets that live outside the type section (``.BTF.ext`` line_info file
+and line offsets, CO-RE access strings, section names) therefore stay valid after
+re-encoding; new strings are only ever appended.  Because the source table is kept and
+names are mapped back to their first occurrence, ``BTF(data) -> from_btf -> encode``
+reproduces clang's and pahole's output byte for byte (both emit each string once).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+
+from ..errors import BTFError
+from .reader import BTF
+from .types import BTF_HEADER_SIZE, BTF_MAGIC, BTF_VERSION, SIZED_KINDS, Kind, Type
+
+_U32 = 0xFFFFFFFF
+
+
+class BTFBuilder:
+    """A mutable list of BTF types plus a string table, encodable to the wire format.
+
+    ``types[0]`` is ``void``; ``types[i]`` has type id ``i`` (``base`` ids come first for
+    split BTF, and are not stored here: :attr:`start_id` is the first id this builder
+    encodes).
+    """
+
+    def __init__(self, base: BTF | None = None) -> None:
+        self.base = base
+        # Split BTF continues the base's id and string numbering (as the kernel does).
+        self.start_id = len(base) if base is not None else 1
+        self.start_str = (base.start_str + len(base.strings)) if base is not None else 0
+        self.types: list[Type] = [Type(Kind.UNKN)] if base is None else []
+        self._strings = bytearray() if base is not None else bytearray(b"\0")
+        self._string_index: dict[bytes, int] | None = None
+        self._base_index: dict[bytes, int] | None = None
+
+    # --- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_btf(cls, btf: BTF) -> BTFBuilder:
+        """Decode every type of a non-split ``btf``; keep its string table as a prefix."""
+        if btf.base is not None:
+            raise BTFError("BTFBuilder.from_btf: split BTF is not supported; build on the base instead")
+        b = cls()
+        b._strings = bytearray(btf.strings)
+        # Decode fresh copies: the reader caches its Type objects, and callers mutate ours.
+        decode = btf._decode
+        b.types.extend(decode(o) for o in btf._offsets)
+        return b
+
+    def __len__(self) -> int:
+        """Number of type ids (including void and a split base's types)."""
+        return self.start_id + len(self.types) - (1 if self.base is None else 0)
+
+    def type(self, tid: int) -> Type:
+        if self.base is not None:
+            if tid < self.start_id:
+                return self.base.type(tid)
+            return self.types[tid - self.start_id]
+        return self.types[tid]
+
+    __getitem__ = type
+
+    # --- strings -----------------------------------------------------------------------
+
+    def _index(self) -> dict[bytes, int]:
+        idx = self._string_index
+        if idx is None:
+            idx = {}
+            pos = 0
+            s = bytes(self._strings)
+            # First occurrence wins, so re-encoding maps each name to its original offset.
+            for part in s.split(b"\0"):
+                if part not in idx:
+                    idx[part] = pos + self.start_str
+                pos += len(part) + 1
+            idx.pop(b"", None)
+            self._string_index = idx
+        return idx
+
+    def _base_strings(self) -> dict[bytes, int]:
+        idx = self._base_index
+        if idx is None:
+            idx = {}
+            b = self.base
+            chain = []
+            while b is not None:
+                chain.append(b)
+                b = b.base
+            for tbl in reversed(chain):  # the innermost base's strings first
+                pos = tbl.start_str
+                for part in tbl.strings.split(b"\0"):
+                    idx.setdefault(part, pos)
+                    pos += len(part) + 1
+            idx.pop(b"", None)
+            self._base_index = idx
+        return idx
+
+    def add_string(self, s: str) -> int:
+        """Offset of ``s`` in the string table (reusing an existing copy, else appended)."""
+        if not s:
+            return 0
+        raw = s.encode()
+        if b"\0" in raw:
+            raise BTFError(f"BTF string {s!r} contains a NUL byte")
+        if self.base is not None:
+            off = self._base_strings().get(raw)
+            if off is not None:
+                return off
+        idx = self._index()
+        off = idx.get(raw)
+        if off is None:
+            off = len(self._strings) + self.start_str
+            self._strings += raw + b"\0"
+            idx[raw] = off
+        return off
+
+    @property
+    def strings(self) -> bytes:
+        return bytes(self._strings)
+
+    # --- types -------------------------------------------------------------------------
+
+    def add_type(self, t: Type) -> int:
+        """Append ``t`` and return its new type id."""
+        if t.kind == Kind.UNKN:
+            raise BTFError("cannot add a void (UNKN) type: id 0 is implicit")
+        self.types.append(t)
+        return len(self) - 1
+
+    def encode(self) -> bytes:
+        """The BTF blob: 24-byte header, type section, string section (little endian)."""
+        words = array("I")
+        app = words.append
+        ext = words.extend
+        add = self.add_string
+        first = 1 if self.base is None else 0
+        for n, t in enumerate(self.types[first:]):
+            k = t.kind
+            try:
+                if k == Kind.UNKN:
+                    raise BTFError("void (UNKN) type in the type list")
+                vlen = t.vlen
+                if vlen > 0xFFFF:
+                    raise BTFError(f"{k.name} {t.name!r} has {vlen} entries (max 65535)")
+                app(add(t.name))
+                app((int(t.kflag) << 31) | (int(k) << 24) | vlen)
+                # ARRAY keeps its element type in the array record; its size/type word is 0.
+                app(0 if k == Kind.ARRAY else (t.size if k in SIZED_KINDS else t.type) & _U32)
+                if k == Kind.INT:
+                    app(((t.encoding & 0x0F) << 24) | ((t.bits_offset & 0xFF) << 16) | (t.bits & 0xFF))
+                elif k in (Kind.STRUCT, Kind.UNION):
+                    if t.kflag:
+                        for m in t.members:
+                            ext((add(m.name), m.type, ((m.bitfield_size & 0xFF) << 24) | (m.bit_offset & 0xFFFFFF)))
+                    else:
+                        for m in t.members:
+                            ext((add(m.name), m.type, m.bit_offset & _U32))
+                elif k == Kind.ENUM:
+                    for v in t.values:
+                        ext((add(v.name), v.value & _U32))
+                elif k == Kind.ENUM64:
+                    for v in t.values:
+                        val = v.value & 0xFFFFFFFFFFFFFFFF
+                        ext((add(v.name), val & _U32, val >> 32))
+                elif k == Kind.ARRAY:
+                    ext((t.type, t.index_type, t.nelems & _U32))
+                elif k == Kind.FUNC_PROTO:
+                    for p in t.params:
+                        ext((add(p.name), p.type))
+                elif k == Kind.VAR:
+                    app(t.linkage)
+                elif k == Kind.DATASEC:
+                    for v in t.secinfos:
+                        ext((v.type, v.offset & _U32, v.size & _U32))
+                elif k == Kind.DECL_TAG:
+                    app(t.component_idx & _U32)
+            except (OverflowError, TypeError) as e:
+                tid = n + (self.start_id if self.base is not None else 1)
+                raise BTFError(f"cannot encode BTF type {tid} ({k.name} {t.name!r}): {e}") from None
+        if words.itemsize != 4:  # pragma: no cover - array('I') is 4 bytes on every supported platform
+            raise BTFError("platform unsigned int is not 32 bits")
+        if sys.byteorder != "little":  # pragma: no cover
+            words.byteswap()
+        type_sec = words.tobytes()
+        str_sec = bytes(self._strings)
+        hdr = struct.pack(
+            "<HBBIIIII", BTF_MAGIC, BTF_VERSION, 0, BTF_HEADER_SIZE, 0, len(type_sec), len(type_sec), len(str_sec)
+        )
+        return hdr + type_sec + str_sec
+
+    def to_btf(self, *, name: str = "") -> BTF:
+        """Encode and parse again: a reader over the result."""
+        return BTF(self.encode(), self.base, name=name)

@@ -1,0 +1,230 @@
+"""``SEC("...")`` names -> program type, expected attach type and how to attach.
+
+The section name is the only place a BPF C program says what it is, so tracekit reads it
+exactly as libbpf's section table does (same prefixes, same matching rules) and objects
+written for libbpf open unchanged:
+
+* ``"name+"`` entries match ``name`` alone or ``name/<target>``;
+* ``"name/"`` entries need a ``/`` and match any text after it;
+* other entries match exactly.
+
+A leading ``?`` (``SEC("?tp/...")``) marks a program that is not loaded by default, as in
+libbpf.  The first matching row wins, so more specific rows come first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import SectionError
+from .uapi import AttachType as AT
+from .uapi import ProgType as PT
+
+
+@dataclass(frozen=True, slots=True)
+class SectionDef:
+    """What a section name says about its programs."""
+
+    section: str  # the full section name, without a leading "?"
+    prefix: str  # the table row that matched, e.g. "tracepoint", "fentry.s", "cgroup_skb/ingress"
+    prog_type: int
+    expected_attach_type: int
+    #: how the loader auto-attaches it: "tracepoint", "raw_tp", "tp_btf", "fentry", "fexit",
+    #: "fmod_ret", "kprobe", "kretprobe", "ksyscall", "kretsyscall", "kprobe.multi",
+    #: "kretprobe.multi", "uprobe", "uretprobe", "uprobe.multi", "uretprobe.multi", "usdt",
+    #: "perf_event", "syscall", "iter", "lsm", "xdp", "tc", "socket", "cgroup", ...;
+    #: "" for program kinds only attachable by hand.
+    attach_kind: str
+    attach_target: str  # text after "prefix/", e.g. "syscalls/sys_enter_execve" ("" if none)
+    sleepable: bool = False
+    needs_attach_btf: bool = False  # the kernel wants attach_btf_id (tp_btf/fentry/fexit/fmod_ret/lsm/iter)
+    autoload: bool = True  # False for "?"-prefixed sections
+    xdp_frags: bool = False
+
+    @property
+    def auto_attach(self) -> bool:
+        """Whether the section says enough to attach without more input.
+
+        Tracing kinds need a target (``kprobe/do_exit``, not bare ``kprobe``); ``syscall``
+        programs are run, not attached; perf_event programs need a perf event to attach to.
+        """
+        if not self.attach_kind or self.attach_kind in ("syscall", "perf_event", "socket", "xdp", "tc", "cgroup"):
+            return False
+        return bool(self.attach_target)
+
+
+# flags for table rows
+_SLEEP = 1
+_BTF = 2
+_FRAGS = 4
+
+# (pattern, prog type, expected attach type, attach kind, flags) -- order matters.
+_TABLE: list[tuple[str, int, int, str, int]] = [
+    ("socket", PT.SOCKET_FILTER, 0, "socket", 0),
+    ("sk_reuseport/migrate", PT.SK_REUSEPORT, AT.SK_REUSEPORT_SELECT_OR_MIGRATE, "", 0),
+    ("sk_reuseport", PT.SK_REUSEPORT, AT.SK_REUSEPORT_SELECT, "", 0),
+    ("kprobe+", PT.KPROBE, 0, "kprobe", 0),
+    ("uprobe+", PT.KPROBE, 0, "uprobe", 0),
+    ("uprobe.s+", PT.KPROBE, 0, "uprobe", _SLEEP),
+    ("kretprobe+", PT.KPROBE, 0, "kretprobe", 0),
+    ("uretprobe+", PT.KPROBE, 0, "uretprobe", 0),
+    ("uretprobe.s+", PT.KPROBE, 0, "uretprobe", _SLEEP),
+    ("kprobe.multi+", PT.KPROBE, AT.TRACE_KPROBE_MULTI, "kprobe.multi", 0),
+    ("kretprobe.multi+", PT.KPROBE, AT.TRACE_KPROBE_MULTI, "kretprobe.multi", 0),
+    ("kprobe.session+", PT.KPROBE, AT.TRACE_KPROBE_SESSION, "kprobe.session", 0),
+    ("uprobe.multi+", PT.KPROBE, AT.TRACE_UPROBE_MULTI, "uprobe.multi", 0),
+    ("uretprobe.multi+", PT.KPROBE, AT.TRACE_UPROBE_MULTI, "uretprobe.multi", 0),
+    ("uprobe.session+", PT.KPROBE, AT.TRACE_UPROBE_SESSION, "uprobe.session", 0),
+    ("uprobe.multi.s+", PT.KPROBE, AT.TRACE_UPROBE_MULTI, "uprobe.multi", _SLEEP),
+    ("uretprobe.multi.s+", PT.KPROBE, AT.TRACE_UPROBE_MULTI, "uretprobe.multi", _SLEEP),
+    ("uprobe.session.s+", PT.KPROBE, AT.TRACE_UPROBE_SESSION, "uprobe.session", _SLEEP),
+    ("ksyscall+", PT.KPROBE, 0, "ksyscall", 0),
+    ("kretsyscall+", PT.KPROBE, 0, "kretsyscall", 0),
+    ("usdt+", PT.KPROBE, 0, "usdt", 0),
+    ("usdt.s+", PT.KPROBE, 0, "usdt", _SLEEP),
+    ("tc/ingress", PT.SCHED_CLS, AT.TCX_INGRESS, "tc", 0),
+    ("tc/egress", PT.SCHED_CLS, AT.TCX_EGRESS, "tc", 0),
+    ("tcx/ingress", PT.SCHED_CLS, AT.TCX_INGRESS, "tc", 0),
+    ("tcx/egress", PT.SCHED_CLS, AT.TCX_EGRESS, "tc", 0),
+    ("tc", PT.SCHED_CLS, 0, "tc", 0),
+    ("classifier", PT.SCHED_CLS, 0, "tc", 0),
+    ("action", PT.SCHED_ACT, 0, "", 0),
+    ("netkit/primary", PT.SCHED_CLS, AT.NETKIT_PRIMARY, "", 0),
+    ("netkit/peer", PT.SCHED_CLS, AT.NETKIT_PEER, "", 0),
+    ("tracepoint+", PT.TRACEPOINT, 0, "tracepoint", 0),
+    ("tp+", PT.TRACEPOINT, 0, "tracepoint", 0),
+    ("tracepoint.s+", PT.TRACEPOINT, 0, "tracepoint", _SLEEP),
+    ("tp.s+", PT.TRACEPOINT, 0, "tracepoint", _SLEEP),
+    ("raw_tracepoint+", PT.RAW_TRACEPOINT, 0, "raw_tp", 0),
+    ("raw_tp+", PT.RAW_TRACEPOINT, 0, "raw_tp", 0),
+    ("raw_tracepoint.s+", PT.RAW_TRACEPOINT, 0, "raw_tp", _SLEEP),
+    ("raw_tp.s+", PT.RAW_TRACEPOINT, 0, "raw_tp", _SLEEP),
+    ("raw_tracepoint.w+", PT.RAW_TRACEPOINT_WRITABLE, 0, "raw_tp", 0),
+    ("raw_tp.w+", PT.RAW_TRACEPOINT_WRITABLE, 0, "raw_tp", 0),
+    ("tp_btf+", PT.TRACING, AT.TRACE_RAW_TP, "tp_btf", _BTF),
+    ("tp_btf.s+", PT.TRACING, AT.TRACE_RAW_TP, "tp_btf", _BTF | _SLEEP),
+    ("fentry+", PT.TRACING, AT.TRACE_FENTRY, "fentry", _BTF),
+    ("fmod_ret+", PT.TRACING, AT.MODIFY_RETURN, "fmod_ret", _BTF),
+    ("fexit+", PT.TRACING, AT.TRACE_FEXIT, "fexit", _BTF),
+    ("fentry.s+", PT.TRACING, AT.TRACE_FENTRY, "fentry", _BTF | _SLEEP),
+    ("fmod_ret.s+", PT.TRACING, AT.MODIFY_RETURN, "fmod_ret", _BTF | _SLEEP),
+    ("fexit.s+", PT.TRACING, AT.TRACE_FEXIT, "fexit", _BTF | _SLEEP),
+    ("freplace+", PT.EXT, 0, "", _BTF),
+    ("lsm+", PT.LSM, AT.LSM_MAC, "lsm", _BTF),
+    ("lsm.s+", PT.LSM, AT.LSM_MAC, "lsm", _BTF | _SLEEP),
+    ("lsm_cgroup+", PT.LSM, AT.LSM_CGROUP, "", _BTF),
+    ("iter+", PT.TRACING, AT.TRACE_ITER, "iter", _BTF),
+    ("iter.s+", PT.TRACING, AT.TRACE_ITER, "iter", _BTF | _SLEEP),
+    ("syscall", PT.SYSCALL, 0, "syscall", _SLEEP),
+    ("xdp.frags/devmap", PT.XDP, AT.XDP_DEVMAP, "", _FRAGS),
+    ("xdp/devmap", PT.XDP, AT.XDP_DEVMAP, "", 0),
+    ("xdp.frags/cpumap", PT.XDP, AT.XDP_CPUMAP, "", _FRAGS),
+    ("xdp/cpumap", PT.XDP, AT.XDP_CPUMAP, "", 0),
+    ("xdp.frags", PT.XDP, AT.XDP, "xdp", _FRAGS),
+    ("xdp", PT.XDP, AT.XDP, "xdp", 0),
+    ("perf_event", PT.PERF_EVENT, 0, "perf_event", 0),
+    ("lwt_in", PT.LWT_IN, 0, "", 0),
+    ("lwt_out", PT.LWT_OUT, 0, "", 0),
+    ("lwt_xmit", PT.LWT_XMIT, 0, "", 0),
+    ("sockops", PT.SOCK_OPS, AT.CGROUP_SOCK_OPS, "cgroup", 0),
+    ("sk_skb/stream_parser", PT.SK_SKB, AT.SK_SKB_STREAM_PARSER, "", 0),
+    ("sk_skb/stream_verdict", PT.SK_SKB, AT.SK_SKB_STREAM_VERDICT, "", 0),
+    ("sk_skb/verdict", PT.SK_SKB, AT.SK_SKB_VERDICT, "", 0),
+    ("sk_skb", PT.SK_SKB, 0, "", 0),
+    ("sk_msg", PT.SK_MSG, AT.SK_MSG_VERDICT, "", 0),
+    ("flow_dissector", PT.FLOW_DISSECTOR, AT.FLOW_DISSECTOR, "", 0),
+    ("cgroup_skb/ingress", PT.CGROUP_SKB, AT.CGROUP_INET_INGRESS, "cgroup", 0),
+    ("cgroup_skb/egress", PT.CGROUP_SKB, AT.CGROUP_INET_EGRESS, "cgroup", 0),
+    ("cgroup/skb", PT.CGROUP_SKB, 0, "", 0),
+    ("cgroup/sock_create", PT.CGROUP_SOCK, AT.CGROUP_INET_SOCK_CREATE, "cgroup", 0),
+    ("cgroup/sock_release", PT.CGROUP_SOCK, AT.CGROUP_INET_SOCK_RELEASE, "cgroup", 0),
+    ("cgroup/sock", PT.CGROUP_SOCK, AT.CGROUP_INET_SOCK_CREATE, "cgroup", 0),
+    ("cgroup/post_bind4", PT.CGROUP_SOCK, AT.CGROUP_INET4_POST_BIND, "cgroup", 0),
+    ("cgroup/post_bind6", PT.CGROUP_SOCK, AT.CGROUP_INET6_POST_BIND, "cgroup", 0),
+    ("cgroup/bind4", PT.CGROUP_SOCK_ADDR, AT.CGROUP_INET4_BIND, "cgroup", 0),
+    ("cgroup/bind6", PT.CGROUP_SOCK_ADDR, AT.CGROUP_INET6_BIND, "cgroup", 0),
+    ("cgroup/connect4", PT.CGROUP_SOCK_ADDR, AT.CGROUP_INET4_CONNECT, "cgroup", 0),
+    ("cgroup/connect6", PT.CGROUP_SOCK_ADDR, AT.CGROUP_INET6_CONNECT, "cgroup", 0),
+    ("cgroup/connect_unix", PT.CGROUP_SOCK_ADDR, AT.CGROUP_UNIX_CONNECT, "cgroup", 0),
+    ("cgroup/sendmsg4", PT.CGROUP_SOCK_ADDR, AT.CGROUP_UDP4_SENDMSG, "cgroup", 0),
+    ("cgroup/sendmsg6", PT.CGROUP_SOCK_ADDR, AT.CGROUP_UDP6_SENDMSG, "cgroup", 0),
+    ("cgroup/sendmsg_unix", PT.CGROUP_SOCK_ADDR, AT.CGROUP_UNIX_SENDMSG, "cgroup", 0),
+    ("cgroup/recvmsg4", PT.CGROUP_SOCK_ADDR, AT.CGROUP_UDP4_RECVMSG, "cgroup", 0),
+    ("cgroup/recvmsg6", PT.CGROUP_SOCK_ADDR, AT.CGROUP_UDP6_RECVMSG, "cgroup", 0),
+    ("cgroup/recvmsg_unix", PT.CGROUP_SOCK_ADDR, AT.CGROUP_UNIX_RECVMSG, "cgroup", 0),
+    ("cgroup/getpeername4", PT.CGROUP_SOCK_ADDR, AT.CGROUP_INET4_GETPEERNAME, "cgroup", 0),
+    ("cgroup/getpeername6", PT.CGROUP_SOCK_ADDR, AT.CGROUP_INET6_GETPEERNAME, "cgroup", 0),
+    ("cgroup/getpeername_unix", PT.CGROUP_SOCK_ADDR, AT.CGROUP_UNIX_GETPEERNAME, "cgroup", 0),
+    ("cgroup/getsockname4", PT.CGROUP_SOCK_ADDR, AT.CGROUP_INET4_GETSOCKNAME, "cgroup", 0),
+    ("cgroup/getsockname6", PT.CGROUP_SOCK_ADDR, AT.CGROUP_INET6_GETSOCKNAME, "cgroup", 0),
+    ("cgroup/getsockname_unix", PT.CGROUP_SOCK_ADDR, AT.CGROUP_UNIX_GETSOCKNAME, "cgroup", 0),
+    ("cgroup/sysctl", PT.CGROUP_SYSCTL, AT.CGROUP_SYSCTL, "cgroup", 0),
+    ("cgroup/getsockopt", PT.CGROUP_SOCKOPT, AT.CGROUP_GETSOCKOPT, "cgroup", 0),
+    ("cgroup/setsockopt", PT.CGROUP_SOCKOPT, AT.CGROUP_SETSOCKOPT, "cgroup", 0),
+    ("cgroup/dev", PT.CGROUP_DEVICE, AT.CGROUP_DEVICE, "cgroup", 0),
+    ("struct_ops+", PT.STRUCT_OPS, 0, "", 0),
+    ("struct_ops.s+", PT.STRUCT_OPS, 0, "", _SLEEP),
+    ("sk_lookup", PT.SK_LOOKUP, AT.SK_LOOKUP, "", 0),
+    ("netfilter", PT.NETFILTER, AT.NETFILTER, "", 0),
+]
+
+#: the names a user can write, for error messages
+SUPPORTED_PREFIXES: tuple[str, ...] = tuple(
+    r[0].rstrip("+") + ("[/<target>]" if r[0].endswith("+") else "") for r in _TABLE
+)
+
+
+def _match(sec: str) -> tuple[tuple[str, int, int, str, int], str] | None:
+    # libbpf's rule, row by row in table order (results are cached per name).
+    for row in _TABLE:
+        pat = row[0]
+        if pat.endswith("+"):
+            base = pat[:-1]
+            if sec == base:
+                return row, ""
+            if sec.startswith(base + "/"):
+                return row, sec[len(base) + 1 :]
+        elif pat.endswith("/"):
+            if sec.startswith(pat):
+                return row, sec[len(pat) :]
+        elif sec == pat:
+            return row, ""
+    return None
+
+
+_cache: dict[str, SectionDef] = {}
+
+
+def parse_section(sec: str) -> SectionDef:
+    """Classify a program section name the way libbpf does.
+
+    Raises :class:`SectionError` for names no row matches.
+    """
+    hit = _cache.get(sec)
+    if hit is not None:
+        return hit
+    name = sec[1:] if sec.startswith("?") else sec
+    m = _match(name)
+    if m is None:
+        raise SectionError(
+            f"unknown program section {sec!r}: tracekit cannot tell the program type. "
+            f"Use a libbpf section name such as tracepoint/<category>/<name>, raw_tp/<name>, "
+            f"tp_btf/<name>, fentry/<func>, kprobe/<func>, ksyscall/<name>, uprobe/<path>:<func>, "
+            f"perf_event, syscall, iter/<name>, lsm/<hook>, xdp, tc, socket; "
+            f"supported: {', '.join(SUPPORTED_PREFIXES)}"
+        )
+    (pat, ptype, atype, kind, flags), target = m
+    d = SectionDef(
+        section=name,
+        prefix=pat.rstrip("+"),
+        prog_type=int(ptype),
+        expected_attach_type=int(atype),
+        attach_kind=kind,
+        attach_target=target,
+        sleepable=bool(flags & _SLEEP),
+        needs_attach_btf=bool(flags & _BTF),
+        autoload=not sec.startswith("?"),
+        xdp_frags=bool(flags & _FRAGS),
+    )
+    _cache[sec] = d
+    return d
