@@ -1,0 +1,167 @@
+"""Build the bundled BPF probes: ``python -m tracekit.probes.build``.
+
+Each ``*.bpf.c`` here is compiled with clang-19 against a ``vmlinux.h`` generated from the
+running kernel's BTF (kept in a build directory, never committed), DWARF is stripped but
+``.BTF``/``.BTF.ext`` are kept (the loader needs them for CO-RE and the verifier for
+func/line info), and the result is written as ``*.bpf.o`` next to its source.
+
+The output is deterministic: source and include paths are mapped to fixed names so the
+objects carry no checkout path, and a rebuild from the same sources and the same kernel
+BTF gives the same bytes.  ``--check`` verifies that (it rebuilds into a temporary
+directory and compares with the committed objects, without touching them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PROBES_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PROBES_DIR.parent.parent
+DEFAULT_BUILD_DIR = Path(os.environ.get("TRACEKIT_PROBES_BUILD", REPO_ROOT / "build" / "probes"))
+DEFAULT_BTF = Path("/sys/kernel/btf/vmlinux")
+
+CLANG = os.environ.get("CLANG", "clang-19")
+LLVM_STRIP = os.environ.get("LLVM_STRIP", "llvm-strip-19")
+BPFTOOL = os.environ.get("BPFTOOL", "bpftool")
+
+# Names the compiler records instead of real paths (BTF line info keeps file names).
+SRC_PREFIX = "tracekit/probes"
+GEN_PREFIX = "tracekit/probes/generated"
+
+CFLAGS = ("-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
+
+
+class BuildError(RuntimeError):
+    """A tool is missing or a compile step failed; the message says which."""
+
+
+def _tool(name: str, fallbacks: tuple[str, ...] = ()) -> str:
+    for candidate in (name, *fallbacks):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise BuildError(f"{name} not found on PATH (install it: apt-get install clang-19 llvm-19 bpftool)")
+
+
+def sources() -> list[Path]:
+    """The probe sources, sorted so builds run in a stable order."""
+    return sorted(PROBES_DIR.glob("*.bpf.c"))
+
+
+def generate_vmlinux_h(build_dir: Path, btf: Path = DEFAULT_BTF) -> Path:
+    """Dump ``btf`` as C into ``build_dir/vmlinux-<hash>/vmlinux.h``, reusing a cached dump."""
+    if not btf.exists():
+        raise BuildError(f"{btf} does not exist: the kernel needs CONFIG_DEBUG_INFO_BTF, or pass --btf FILE")
+    digest = hashlib.sha256(btf.read_bytes()).hexdigest()[:16]
+    out = build_dir / f"vmlinux-{digest}" / "vmlinux.h"
+    if out.exists():
+        return out
+    bpftool = _tool(BPFTOOL, ("/usr/sbin/bpftool",))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run([bpftool, "btf", "dump", "file", str(btf), "format", "c"], capture_output=True)
+    if res.returncode != 0:
+        raise BuildError(f"bpftool btf dump failed: {res.stderr.decode(errors='replace').strip()}")
+    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+    tmp.write_bytes(res.stdout)
+    tmp.replace(out)
+    return out
+
+
+def compile_one(src: Path, out: Path, vmlinux_h: Path) -> None:
+    """Compile ``src`` to ``out`` and strip its DWARF (``.BTF`` and ``.BTF.ext`` stay)."""
+    clang = _tool(CLANG)
+    strip = _tool(LLVM_STRIP)
+    gen_dir = vmlinux_h.parent
+    cmd = [
+        clang, *CFLAGS,
+        # Map both the checkout and the generated-header directory to fixed names.
+        f"-ffile-prefix-map={PROBES_DIR}={SRC_PREFIX}",
+        f"-ffile-prefix-map={gen_dir}={GEN_PREFIX}",
+        f"-fdebug-prefix-map={PROBES_DIR}={SRC_PREFIX}",
+        f"-fdebug-prefix-map={gen_dir}={GEN_PREFIX}",
+        "-I", str(gen_dir), "-I", str(PROBES_DIR),
+        "-c", str(PROBES_DIR / src.name), "-o", str(out),
+    ]
+    # The prefix maps rewrite the absolute source path recorded in the BTF line info to
+    # "tracekit/probes/<file>", so the bytes do not depend on where the repo is checked out.
+    res = subprocess.run(cmd, cwd=PROBES_DIR, capture_output=True)
+    if res.returncode != 0:
+        raise BuildError(f"compiling {src.name} failed:\n{res.stderr.decode(errors='replace')}")
+    res = subprocess.run([strip, "-g", str(out)], capture_output=True)
+    if res.returncode != 0:
+        raise BuildError(f"stripping {out.name} failed: {res.stderr.decode(errors='replace').strip()}")
+
+
+def object_name(src: Path) -> str:
+    return src.name.removesuffix(".c") + ".o"
+
+
+def build(build_dir: Path = DEFAULT_BUILD_DIR, btf: Path = DEFAULT_BTF, out_dir: Path = PROBES_DIR,
+          verbose: bool = True) -> dict[str, bool]:
+    """Build every probe into ``out_dir``; returns {object name: whether its bytes changed}."""
+    vmlinux_h = generate_vmlinux_h(build_dir, btf)
+    changed: dict[str, bool] = {}
+    objdir = build_dir / "objects"
+    objdir.mkdir(parents=True, exist_ok=True)
+    for src in sources():
+        name = object_name(src)
+        tmp = objdir / name
+        compile_one(src, tmp, vmlinux_h)
+        data = tmp.read_bytes()
+        dest = out_dir / name
+        differs = not dest.exists() or dest.read_bytes() != data
+        if differs:
+            staged = dest.with_name(dest.name + f".{os.getpid()}.tmp")
+            staged.write_bytes(data)
+            staged.replace(dest)   # atomic: a concurrent reader never sees half an object
+        changed[name] = differs
+        if verbose:
+            print(f"{name}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}"
+                  f" ({'updated' if differs else 'unchanged'})")
+    return changed
+
+
+def check(build_dir: Path = DEFAULT_BUILD_DIR, btf: Path = DEFAULT_BTF) -> list[str]:
+    """Rebuild into a scratch dir; return the names of committed objects that differ."""
+    with tempfile.TemporaryDirectory(prefix="tracekit-probes-") as scratch:
+        build(build_dir, btf, out_dir=Path(scratch), verbose=False)
+        stale = []
+        for src in sources():
+            name = object_name(src)
+            committed = PROBES_DIR / name
+            if not committed.exists() or committed.read_bytes() != (Path(scratch) / name).read_bytes():
+                stale.append(name)
+        return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tracekit.probes.build", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--btf", type=Path, default=DEFAULT_BTF, help="kernel BTF to generate vmlinux.h from")
+    ap.add_argument("--build-dir", type=Path, default=DEFAULT_BUILD_DIR, help="where vmlinux.h and scratch objects go")
+    ap.add_argument("--check", action="store_true",
+                    help="rebuild into a temporary dir and fail if the committed objects differ")
+    args = ap.parse_args(argv)
+    try:
+        if args.check:
+            stale = check(args.build_dir, args.btf)
+            if stale:
+                print("out of date or not reproducible: " + ", ".join(stale), file=sys.stderr)
+                return 1
+            print("all probe objects reproduce byte for byte")
+            return 0
+        build(args.build_dir, args.btf)
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

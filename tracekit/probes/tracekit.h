@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * tracekit.h: the few things the bundled probes need beyond Debian's libbpf 1.1.2
+ * headers (<bpf/bpf_helpers.h> & co.), plus small helpers shared by every probe.
+ *
+ * Include it after vmlinux.h and the <bpf/...> headers.  Each definition is guarded so
+ * that building against a newer libbpf, which already provides it, keeps working.
+ */
+#ifndef __TRACEKIT_H
+#define __TRACEKIT_H
+
+/* The task comm length; vmlinux.h carries no #defines, only types. */
+#ifndef TASK_COMM_LEN
+#define TASK_COMM_LEN 16
+#endif
+
+#ifndef NAME_MAX
+#define NAME_MAX 255
+#endif
+
+/* "no uid filter": uid_t is 32-bit and (uid_t)-1 is never a real user. */
+#ifndef INVALID_UID
+#define INVALID_UID ((__u32)-1)
+#endif
+
+/* libbpf 1.1 has __kconfig/__ksym, but keep them here for older or trimmed headers. */
+#ifndef __kconfig
+#define __kconfig __attribute__((section(".kconfig")))
+#endif
+#ifndef __ksym
+#define __ksym __attribute__((section(".ksyms")))
+#endif
+
+/*
+ * __arg_ctx (libbpf >= 1.3): tags a global subprogram argument as the program context,
+ * so the verifier (or a loader's fallback on kernels before 6.8) treats it as ctx.
+ */
+#ifndef __arg_ctx
+#define __arg_ctx __attribute__((btf_decl_tag("arg:ctx")))
+#endif
+
+/*
+ * bpf_ksym_exists(sym) (libbpf >= 1.2): true when a __weak __ksym/kfunc resolved on this
+ * kernel.  The loader writes 0 into the ldimm64 of an unresolved weak symbol, so the
+ * verifier sees a constant and drops the dead branch.  The static assertion catches the
+ * mistake of using it on a strong symbol (whose address the compiler knows is non-NULL).
+ */
+#ifndef bpf_ksym_exists
+#define bpf_ksym_exists(sym) ({                                                        \
+	_Static_assert(!__builtin_constant_p(!!(sym)), #sym " must be declared __weak");  \
+	!!(sym);                                                                          \
+})
+#endif
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+/* Bump a 64-bit counter in a global (.bss/.data) variable from any CPU. */
+#define tk_count(var) __sync_fetch_and_add(&(var), 1)
+
+/* True when a uid filter value means "filter on this uid". */
+static __always_inline int tk_uid_filter_set(__u32 uid)
+{
+	return uid != INVALID_UID;
+}
+
+/* Split bpf_get_current_pid_tgid() into the process id (tgid) and thread id (pid). */
+static __always_inline void tk_current_ids(__u32 *tgid, __u32 *tid)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	*tgid = id >> 32;
+	*tid = (__u32)id;
+}
+
+static __always_inline __u32 tk_current_uid(void)
+{
+	return (__u32)bpf_get_current_uid_gid();
+}
+
+#endif /* __TRACEKIT_H */
