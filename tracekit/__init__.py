@@ -1,0 +1,125 @@
+"""tracekit: CO-RE BPF tracing in pure Python, with async event streams.
+
+::
+
+    import anyio, tracekit
+
+    async def main():
+        async for ev in tracekit.attach("execsnoop"):
+            print(ev.pid, ev.comm, ev.args)
+
+    anyio.run(main)              # or anyio.run(main, backend="trio")
+
+Layers, bottom up: a pure layer (``elf``, ``btf``, ``core``, ``plan``) that turns ELF
+bytes + target BTF into a load plan with no syscalls; a thin syscall layer
+(``syscalls``, ``maps``, ``links``, ``ringbuf``); and this user API (``Object``,
+``Probe``, ``attach``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from . import errors, uapi
+from .btf.reader import BTF
+from .errors import (
+    AttachError,
+    BTFError,
+    ClosedError,
+    CORERelocationError,
+    ELFError,
+    LoadError,
+    NotSupportedError,
+    ParseError,
+    PermissionDeniedError,
+    RelocationError,
+    SectionError,
+    SyscallError,
+    TracekitError,
+    VerifierError,
+)
+from .object import Object, ObjectMap, Program
+from .object import open_object as _open_object
+from .probe import EventStream, Probe
+
+__version__ = "0.1.0"
+
+
+def open(  # noqa: A001 - the field's name for this operation (libbpf: bpf_object__open)
+    src: str | os.PathLike[str] | bytes,
+    *,
+    btf: str | os.PathLike[str] | BTF | None = None,
+    name: str | None = None,
+) -> Object:
+    """Open a BPF object: a path to a ``.bpf.o``, a bundled probe name, or ELF bytes.
+
+    ``btf`` replaces the running kernel's BTF as the CO-RE target (raw BTF or an ELF with
+    ``.BTF``), like libbpf's ``btf_custom_path``.  Nothing touches the kernel until
+    :meth:`Object.load`.
+    """
+    return _open_object(src, btf=btf, name=name)
+
+
+def attach(
+    src: str | os.PathLike[str] | bytes,
+    *,
+    btf: str | os.PathLike[str] | BTF | None = None,
+    map_name: str | Sequence[str] | None = None,
+    event_type: str | None = "event",
+    raw: bool = False,
+    **globals_: Any,
+) -> EventStream:
+    """Open, load and attach an object, and stream its ring-buffer events.
+
+    Keyword arguments other than the named ones set global variables (``.rodata``
+    knobs, ``.data``/``.bss`` initial values) before load.  The returned stream owns the
+    object: it is closed when iteration ends, fails or is cancelled, or when the stream is
+    left as an ``async with`` block.
+    """
+    obj = _open_object(src, btf=btf)
+    try:
+        for key, value in globals_.items():
+            for sec in (".rodata", ".data", ".bss"):
+                gd = obj._globals.get(sec)
+                if gd is not None and key in gd:
+                    gd[key] = value
+                    break
+            else:
+                raise TypeError(f"attach(): object {obj.name!r} has no global variable {key!r}")
+        obj.load()
+        obj.attach()
+        reader = obj.reader(map_name, event_type=event_type, raw=raw)
+    except BaseException:
+        obj.close()
+        raise
+    return EventStream(obj, reader)
+
+
+__all__ = [
+    "BTF",
+    "AttachError",
+    "BTFError",
+    "CORERelocationError",
+    "ClosedError",
+    "ELFError",
+    "EventStream",
+    "LoadError",
+    "NotSupportedError",
+    "Object",
+    "ObjectMap",
+    "ParseError",
+    "PermissionDeniedError",
+    "Probe",
+    "Program",
+    "RelocationError",
+    "SectionError",
+    "SyscallError",
+    "TracekitError",
+    "VerifierError",
+    "attach",
+    "errors",
+    "open",
+    "uapi",
+]

@@ -1,0 +1,195 @@
+"""Global variables of a BPF object as Python attributes: ``obj.rodata.targ_pid = 42``.
+
+Each data section (``.rodata``, ``.data``, ``.bss``, ``.data.foo``...) is one array map
+with a single value; its DATASEC in the object's BTF says where each variable lives and
+what type it has.  Before load a view is backed by a private ``bytearray`` (the section's
+initial contents) so ``.rodata`` knobs can be set; after load it is re-backed by the map's
+mmap, so ``.bss``/``.data`` reads and writes go straight to the kernel's memory while
+programs run, and ``.rodata`` (frozen) becomes read-only.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from .btf.reader import BTF
+from .btf.types import INT_BOOL, INT_CHAR, Kind
+from .errors import ClosedError, TracekitError
+
+_INT_FMT = {1: "b", 2: "h", 4: "i", 8: "q"}
+
+
+class Codec:
+    """Reads and writes one BTF-typed value at an offset of a buffer."""
+
+    __slots__ = ("btf", "tid", "size", "kind", "desc")
+
+    def __init__(self, btf: BTF, tid: int) -> None:
+        self.btf = btf
+        self.tid = btf.skip_mods(tid)
+        self.size = btf.size_of(tid)
+        self.kind = btf.kind_of(self.tid)
+        self.desc = btf.describe(tid)
+
+    def _is_char_array(self) -> bool:
+        t = self.btf.type(self.tid)
+        if t.kind != Kind.ARRAY:
+            return False
+        e = self.btf.resolve(t.type)
+        return e.kind == Kind.INT and e.size == 1 and (bool(e.encoding & INT_CHAR) or e.name in ("char", "unsigned char", "signed char"))
+
+    def get(self, buf: Any, off: int) -> Any:
+        t = self.btf.type(self.tid)
+        k = self.kind
+        if k in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.PTR):
+            if k == Kind.INT and t.size == 16:
+                return int.from_bytes(bytes(buf[off : off + 16]), "little", signed=t.is_signed)
+            fmt = _INT_FMT[self.size]
+            if not (k != Kind.PTR and t.is_signed):
+                fmt = fmt.upper()
+            v = struct.unpack_from("<" + fmt, buf, off)[0]
+            if k == Kind.INT and t.encoding & INT_BOOL:
+                return bool(v)
+            return v
+        if k == Kind.FLOAT:
+            return struct.unpack_from("<f" if self.size == 4 else "<d", buf, off)[0]
+        if k == Kind.ARRAY:
+            if self._is_char_array():
+                raw = bytes(buf[off : off + self.size])
+                return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+            elem = Codec(self.btf, t.type)
+            return [elem.get(buf, off + i * elem.size) for i in range(t.nelems)]
+        if k in (Kind.STRUCT, Kind.UNION):
+            from .events import EventType
+
+            return EventType.from_btf(self.btf, self.tid).decode(bytes(buf[off : off + self.size]))
+        return bytes(buf[off : off + self.size])
+
+    def encode(self, value: Any) -> bytes:
+        t = self.btf.type(self.tid)
+        k = self.kind
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            raw = bytes(value)
+            if len(raw) > self.size:
+                raise ValueError(f"{len(raw)} bytes do not fit in {self.desc} ({self.size} bytes)")
+            return raw.ljust(self.size, b"\0")
+        if k in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.PTR):
+            v = int(value)
+            signed = k != Kind.PTR and t.is_signed
+            try:
+                return v.to_bytes(self.size, "little", signed=signed)
+            except OverflowError:
+                raise ValueError(f"{value!r} does not fit in {self.desc}") from None
+        if k == Kind.FLOAT:
+            return struct.pack("<f" if self.size == 4 else "<d", float(value))
+        if k == Kind.ARRAY:
+            if self._is_char_array() and isinstance(value, str):
+                raw = value.encode()
+                if len(raw) >= self.size:
+                    raise ValueError(f"{value!r} is too long for {self.desc} (room for {self.size - 1} bytes + NUL)")
+                return raw.ljust(self.size, b"\0")
+            elem = Codec(self.btf, t.type)
+            items = list(value)
+            if len(items) > t.nelems:
+                raise ValueError(f"{len(items)} items do not fit in {self.desc}")
+            return b"".join(elem.encode(x) for x in items).ljust(self.size, b"\0")
+        raise TypeError(f"set {self.desc} from bytes")
+
+
+class GlobalData:
+    """Attribute access to the variables of one data section."""
+
+    def __init__(self, section: str, btf: BTF | None, datasec_type_id: int, data: bytes, *, writable: bool = True) -> None:
+        object.__setattr__(self, "_section", section)
+        object.__setattr__(self, "_buf", bytearray(data))
+        object.__setattr__(self, "_writable", writable)
+        object.__setattr__(self, "_closed", False)
+        vars_: dict[str, tuple[int, Codec]] = {}
+        if btf is not None and datasec_type_id:
+            for si in btf.type(datasec_type_id).secinfos:
+                v = btf.type(si.type)
+                if v.kind != Kind.VAR or not v.name:
+                    continue
+                vars_[v.name] = (si.offset, Codec(btf, v.type))
+        object.__setattr__(self, "_vars", vars_)
+
+    # --- lifecycle (used by the loader) -----------------------------------------------------
+
+    def _rebind(self, buf: Any, writable: bool) -> None:
+        """Switch the backing store to the loaded map's mmap."""
+        object.__setattr__(self, "_buf", buf)
+        object.__setattr__(self, "_writable", writable)
+
+    def _detach(self) -> None:
+        """The object was closed: keep the last values readable, refuse writes."""
+        buf = self._buf
+        try:
+            snapshot = bytearray(buf[:])
+        except (ValueError, TypeError):  # mmap already closed
+            snapshot = bytearray()
+        object.__setattr__(self, "_buf", snapshot)
+        object.__setattr__(self, "_closed", True)
+
+    def _bytes(self) -> bytes:
+        return bytes(self._buf[:])
+
+    # --- user API ----------------------------------------------------------------------------
+
+    @property
+    def section(self) -> str:
+        return self._section
+
+    def variables(self) -> list[str]:
+        return list(self._vars)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._vars)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._vars
+
+    def __dir__(self) -> list[str]:
+        return [*self._vars, "section", "variables", "as_dict"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in self._vars}
+
+    def _lookup(self, name: str) -> tuple[int, Codec]:
+        try:
+            return self._vars[name]
+        except KeyError:
+            known = ", ".join(self._vars) or "none"
+            raise AttributeError(f"{self._section} has no variable {name!r} (variables: {known})") from None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        off, codec = self._lookup(name)
+        return codec.get(self._buf, off)
+
+    def __getitem__(self, name: str) -> Any:
+        off, codec = self._lookup(name)
+        return codec.get(self._buf, off)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        off, codec = self._lookup(name)
+        if self._closed:
+            raise ClosedError(f"cannot set {self._section}.{name}: the object is closed")
+        if not self._writable:
+            raise TracekitError(
+                f"cannot set {self._section}.{name} after load: {self._section} is frozen "
+                "(read-only); set .rodata knobs before obj.load()"
+            )
+        raw = codec.encode(value)
+        self._buf[off : off + len(raw)] = raw
+
+    __setitem__ = __setattr__
+
+    def __repr__(self) -> str:
+        try:
+            body = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        except Exception:  # a repr must not raise
+            body = "..."
+        return f"<GlobalData {self._section} {body}>"

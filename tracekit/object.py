@@ -1,0 +1,592 @@
+"""The load pipeline: an :class:`ObjectSpec` becomes kernel objects (BTF, maps, programs, links).
+
+Order, as libbpf does it: target BTF -> object BTF into the kernel -> maps (global data
+written, ``.rodata``/``.kconfig`` frozen, ``.bss``/``.data`` mmapped) -> per program: the
+pure load plan (:mod:`tracekit.plan`: subprograms, CO-RE), fds dropped in, BPF_PROG_LOAD
+with the verifier log turned into :class:`~tracekit.errors.VerifierError`.
+
+Everything created is owned by the :class:`Object`; ``close()`` (or leaving the context
+manager, or a cancelled task unwinding through it) releases links, programs, maps and BTF
+in reverse order, and a failed ``load()`` releases what it had created before raising.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import uapi
+from .btf.reader import BTF
+from .errors import (
+    AttachError,
+    BTFLoadError,
+    ClosedError,
+    LoadError,
+    NotSupportedError,
+    SyscallError,
+    TracekitError,
+    VerifierError,
+)
+from .btf.ext import encode_func_info, encode_line_info
+from .fd import FD
+from .globaldata import GlobalData
+from .insn import POISON_CORE, encode
+from .plan import ProgramPlan, plan_program
+from .spec import MapSpec, ObjectSpec, ProgramSpec
+
+log = logging.getLogger("tracekit.object")
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
+
+
+def kernel_name(name: str) -> str:
+    """A map/program name the kernel accepts: [A-Za-z0-9_.], at most 15 characters."""
+    return _NAME_OK.sub("_", name)[: uapi.BPF_OBJ_NAME_LEN - 1]
+
+
+class Program:
+    """One main program of an object: settable before load, attachable after."""
+
+    def __init__(self, obj: Object, spec: ProgramSpec) -> None:
+        self._obj = obj
+        self.spec = spec
+        self._fd: FD | None = None
+        self.plan: ProgramPlan | None = None
+        self.links: list[Any] = []
+
+    # --- description ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def section(self) -> str:
+        return self.spec.section
+
+    @property
+    def type(self) -> uapi.ProgType:
+        return uapi.ProgType(self.spec.prog_type)
+
+    @property
+    def attach_kind(self) -> str:
+        return self.spec.attach_kind
+
+    @property
+    def attach_target(self) -> str:
+        return self.spec.attach_target
+
+    @property
+    def autoload(self) -> bool:
+        return self.spec.autoload
+
+    @autoload.setter
+    def autoload(self, value: bool) -> None:
+        if self._obj.loaded:
+            raise TracekitError(f"program {self.name!r}: autoload must be set before load()")
+        self.spec.autoload = bool(value)
+
+    def set_attach_target(self, target: str) -> None:
+        """Change what the program attaches to (e.g. the function of an ``fentry``), before load."""
+        if self._obj.loaded:
+            raise TracekitError(f"program {self.name!r}: the attach target must be set before load()")
+        self.spec.attach_target = target
+
+    @property
+    def loaded(self) -> bool:
+        return self._fd is not None and not self._fd.closed
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise TracekitError(f"program {self.name!r} is not loaded (autoload={self.autoload})")
+        return self._fd.fd
+
+    # --- attach ---------------------------------------------------------------------------
+
+    def attach(self, target: str | None = None, *, cookie: int = 0) -> Any:
+        """Attach to the hook named by the SEC name (or ``target``); returns the Link.
+
+        The link is also owned by the object, so closing the object detaches it.
+        """
+        from . import links
+
+        kind = self.spec.attach_kind
+        target = target if target is not None else self.spec.attach_target
+        fd = self.fd
+        if kind == "tracepoint":
+            cat, sep, name = target.partition("/")
+            if not sep or not name:
+                raise AttachError(
+                    f"program {self.name!r}: tracepoint target {target!r} must be 'category/name', "
+                    "e.g. 'syscalls/sys_enter_openat'"
+                )
+            link = links.attach_tracepoint(fd, cat, name, cookie=cookie)
+        elif kind == "raw_tp":
+            if not target:
+                raise AttachError(f"program {self.name!r}: raw tracepoint needs a name, e.g. 'sys_enter'")
+            link = links.attach_raw_tracepoint(fd, target)
+        elif kind in ("tp_btf", "fentry", "fexit", "fmod_ret", "lsm"):
+            link = links.attach_tracing(fd, self.spec.expected_attach_type, cookie=cookie)
+        elif kind == "":
+            raise AttachError(
+                f"program {self.name!r} (SEC {self.section!r}) cannot be attached automatically; "
+                "attach it by hand with its fd"
+            )
+        else:
+            raise NotSupportedError(f"attaching {kind} programs", detail="not implemented by tracekit yet")
+        self.links.append(link)
+        self._obj._links.append(link)
+        return link
+
+    def test_run(self, ctx: bytes = b"", data: bytes = b"", *, repeat: int = 1) -> int:
+        """Run the program once through BPF_PROG_TEST_RUN (syscall, raw_tp, ... programs)."""
+        from .syscalls import bpf
+
+        return bpf.prog_test_run(self.fd, ctx_in=ctx, data_in=data, repeat=repeat).retval
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            self._fd.close()
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.loaded else ("autoload" if self.autoload else "disabled")
+        return f"<Program {self.name} SEC({self.section!r}) {state}>"
+
+
+class ObjectMap:
+    """A map of an object: its spec before load (sizes settable), the kernel map after."""
+
+    def __init__(self, obj: Object, spec: MapSpec) -> None:
+        self._obj = obj
+        self.spec = spec
+        self.map: Any = None  # tracekit.maps.Map once loaded
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def type(self) -> uapi.MapType:
+        return uapi.MapType(self.spec.type)
+
+    @property
+    def max_entries(self) -> int:
+        return self.spec.max_entries
+
+    @max_entries.setter
+    def max_entries(self, value: int) -> None:
+        if self._obj.loaded:
+            raise TracekitError(f"map {self.name!r}: max_entries must be set before load()")
+        if self.spec.is_internal:
+            raise TracekitError(f"map {self.name!r} holds global data; its size is fixed")
+        self.spec.max_entries = int(value)
+
+    @property
+    def key_size(self) -> int:
+        return self.spec.key_size
+
+    @property
+    def value_size(self) -> int:
+        return self.spec.value_size
+
+    @property
+    def fd(self) -> int:
+        return self._loaded().fd
+
+    def _loaded(self) -> Any:
+        if self.map is None:
+            raise TracekitError(f"map {self.name!r} is not created yet: call load() first")
+        return self.map
+
+    def __getattr__(self, attr: str) -> Any:
+        # lookup/update/delete/keys/items/batch ops/pin... come from tracekit.maps.Map
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(self._loaded(), attr)
+
+    def __repr__(self) -> str:
+        return f"<ObjectMap {self.name} {self.type.name} max_entries={self.max_entries}{' loaded' if self.map else ''}>"
+
+
+def _global_attr(section: str):
+    def get(self: Object) -> GlobalData:
+        try:
+            return self._globals[section]
+        except KeyError:
+            have = ", ".join(self._globals) or "none"
+            raise AttributeError(f"object {self.name!r} has no {section} section (data sections: {have})") from None
+
+    return property(get, doc=f"Variables of the object's ``{section}`` section.")
+
+
+class Object:
+    """A BPF object: open (pure), then ``load()``, ``attach()``, ``events()``, ``close()``."""
+
+    def __init__(self, spec: ObjectSpec, *, btf: str | os.PathLike[str] | BTF | None = None) -> None:
+        self.spec = spec
+        self._btf_target = btf
+        self.programs: dict[str, Program] = {n: Program(self, p) for n, p in spec.programs.items()}
+        self.maps: dict[str, ObjectMap] = {n: ObjectMap(self, m) for n, m in spec.maps.items()}
+        self._globals: dict[str, GlobalData] = {}
+        for m in spec.maps.values():
+            if m.is_internal and m.section != ".kconfig":
+                self._globals[m.section] = GlobalData(m.section, spec.btf, m.datasec_type_id, m.data or bytes(m.value_size))
+        self._btf_fd: FD | None = None
+        self._links: list[Any] = []
+        self._mmaps: list[Any] = []
+        self._readers: list[Any] = []
+        self.loaded = False
+        self.closed = False
+
+    # --- description ------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    rodata = _global_attr(".rodata")
+    data = _global_attr(".data")
+    bss = _global_attr(".bss")
+
+    def section(self, name: str) -> GlobalData:
+        """Variables of any data section, e.g. ``obj.section(".data.counters")``."""
+        return _global_attr(name).fget(self)  # type: ignore[misc]
+
+    @property
+    def btf(self) -> BTF | None:
+        return self.spec.btf
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("loaded" if self.loaded else "opened")
+        return f"<Object {self.name} {state}: {len(self.programs)} programs, {len(self.maps)} maps>"
+
+    # --- load ---------------------------------------------------------------------------------
+
+    def _targets(self) -> list[BTF]:
+        from .btf import kernel
+
+        t = self._btf_target
+        if t is None:
+            return [kernel.vmlinux(), *kernel.modules().values()]
+        if isinstance(t, BTF):
+            return [t]
+        return [kernel.load_target(os.fspath(t))]
+
+    def load(self) -> Object:
+        """Create maps and load every autoload program; on error nothing is left behind."""
+        self._check_open()
+        if self.loaded:
+            raise TracekitError(f"object {self.name!r} is already loaded")
+        try:
+            self._load()
+        except BaseException:
+            self._release()
+            raise
+        self.loaded = True
+        return self
+
+    def _load(self) -> None:
+        from .syscalls import bpf
+
+        targets = self._targets()
+        # Plans first: they are pure, so relocation errors surface before any kernel object exists.
+        plans = {
+            p.name: plan_program(self.spec, p.spec, targets) for p in self.programs.values() if p.autoload
+        }
+        if not plans:
+            raise LoadError(f"object {self.name!r}: no program is enabled (all have autoload=False)")
+        self._load_btf()
+        map_fds = self._create_maps()
+        for name, plan in plans.items():
+            prog = self.programs[name]
+            prog.plan = plan
+            prog._fd = self._load_program(bpf, plan, map_fds, targets)
+
+    def _load_btf(self) -> None:
+        from .syscalls import bpf
+
+        if self.spec.btf is None:
+            return
+        try:
+            self._btf_fd = bpf.load_btf(self.spec.btf.data)
+        except BTFLoadError as e:
+            # Programs load without BTF too (no func/line info); libbpf continues likewise.
+            log.warning("object %s: kernel rejected its BTF, loading without it: %s", self.name, e)
+            self._btf_fd = None
+
+    def _create_maps(self) -> dict[str, int]:
+        from .maps import Map
+
+        fds: dict[str, int] = {}
+        btf_fd = self._btf_fd.fd if self._btf_fd is not None else 0
+        for om in self.maps.values():
+            s = om.spec
+            max_entries = s.max_entries
+            if s.type == uapi.MapType.PERF_EVENT_ARRAY and max_entries == 0:
+                max_entries = os.cpu_count() or 1
+            kwargs: dict[str, Any] = dict(
+                name=kernel_name(s.name), flags=s.flags, map_extra=s.map_extra, numa_node=s.numa_node
+            )
+            if s.inner is not None:
+                inner = Map.create(s.inner.type, s.inner.key_size, s.inner.value_size, s.inner.max_entries,
+                                   name=kernel_name(s.inner.name), flags=s.inner.flags)
+                kwargs["inner_map_fd"] = inner.fd
+            else:
+                inner = None
+            with_btf = dict(btf_fd=btf_fd, btf_key_type_id=s.key_type_id, btf_value_type_id=s.value_type_id)
+            if s.is_internal:
+                with_btf = dict(btf_fd=btf_fd, btf_key_type_id=0, btf_value_type_id=s.datasec_type_id)
+            try:
+                try:
+                    if btf_fd and (with_btf["btf_value_type_id"] or with_btf["btf_key_type_id"]):
+                        m = Map.create(s.type, s.key_size, s.value_size, max_entries, **kwargs, **with_btf)
+                    else:
+                        m = Map.create(s.type, s.key_size, s.value_size, max_entries, **kwargs)
+                except SyscallError as e:
+                    if not btf_fd or e.errno not in (22, 524):  # EINVAL, ENOTSUPP: retry without BTF
+                        raise
+                    log.debug("map %s: kernel refused its BTF types (%s); creating without", s.name, e)
+                    m = Map.create(s.type, s.key_size, s.value_size, max_entries, **kwargs)
+            except SyscallError as e:
+                raise LoadError(f"object {self.name!r}: creating map {s.name!r} ({uapi.MapType(s.type).name}, "
+                                f"max_entries={max_entries}) failed: {e}") from e
+            finally:
+                if inner is not None:
+                    inner.close()
+            om.map = m
+            fds[om.name] = m.fd
+            if s.is_internal:
+                self._init_global_data(om, m)
+        return fds
+
+    def _init_global_data(self, om: ObjectMap, m: Any) -> None:
+        s = om.spec
+        gd = self._globals.get(s.section)
+        contents = gd._bytes() if gd is not None else (s.data or bytes(s.value_size))
+        if s.value_size:
+            mm = m.mmap_value()
+            mm[: len(contents)] = contents
+            if s.readonly:
+                mm.close()
+                m.freeze()
+                mm = m.mmap_value(writable=False)
+            self._mmaps.append(mm)
+            if gd is not None:
+                gd._rebind(mm, writable=not s.readonly)
+
+    def _load_program(self, bpf: Any, plan: ProgramPlan, map_fds: dict[str, int], targets: Sequence[BTF]) -> FD:
+        spec = plan.spec
+        if plan.extern_refs:
+            names = ", ".join(sorted({r.name for r in plan.extern_refs}))
+            raise NotSupportedError("kernel externs (kfunc/ksym/kconfig)", detail=f"program {spec.name!r} uses {names}")
+        insns = encode(plan.fill_fds(map_fds))
+        btf_fd = self._btf_fd.fd if self._btf_fd is not None else 0
+        attach_btf_obj_fd = 0
+        module_fd = None
+        if plan.attach_btf_target > 0:
+            from .btf import kernel
+
+            module_fd = kernel.module_btf_fd(targets[plan.attach_btf_target])
+            attach_btf_obj_fd = module_fd.fd
+        try:
+            return bpf.load_program(
+                prog_type=spec.prog_type,
+                insns=insns,
+                license=spec.license or self.spec.license or "GPL",
+                name=spec.name,
+                kernel_name=kernel_name(spec.name),
+                expected_attach_type=spec.expected_attach_type,
+                attach_btf_id=plan.attach_btf_id,
+                attach_btf_obj_fd=attach_btf_obj_fd,
+                prog_btf_fd=btf_fd,
+                func_info=encode_func_info(plan.func_info) if btf_fd else b"",
+                line_info=encode_line_info(plan.line_info) if btf_fd else b"",
+                kern_version=spec.kern_version or _kernel_version_code(),
+                prog_flags=uapi.BPF_F_SLEEPABLE if spec.sleepable else 0,
+            )
+        except VerifierError as e:
+            if str(POISON_CORE) in e.log:
+                from . import core
+
+                hint = core.explain_poison(self.spec, plan, e.log)
+                if hint:
+                    raise VerifierError(spec.name, e.errno, e.log, hint=hint) from None
+            raise
+        finally:
+            if module_fd is not None:
+                module_fd.close()
+
+    # --- attach and events ----------------------------------------------------------------------
+
+    def attach(self) -> list[Any]:
+        """Attach every loaded program whose SEC name says where; returns the links."""
+        self._check_open()
+        if not self.loaded:
+            self.load()
+        made = []
+        try:
+            for p in self.programs.values():
+                if p.loaded and p.attach_kind and p.attach_target:
+                    made.append(p.attach())
+        except BaseException:
+            for link in made:
+                link.close()
+                self._links.remove(link)
+            raise
+        return made
+
+    def ringbuf_maps(self) -> list[ObjectMap]:
+        return [m for m in self.maps.values() if m.spec.type == uapi.MapType.RINGBUF]
+
+    def event_type(self, name: str = "event") -> Any:
+        """The decoder for struct ``name`` of the object's BTF (tracekit.events.EventType)."""
+        from .events import EventType
+
+        if self.spec.btf is None:
+            raise TracekitError(f"object {self.name!r} has no BTF: cannot decode events by type")
+        return EventType.from_btf(self.spec.btf, name)
+
+    def reader(self, map_name: str | Sequence[str] | None = None, *, event_type: str | Any | None = "event",
+               raw: bool = False) -> Any:
+        """A ring-buffer reader over one, several or (default) all ringbuf maps."""
+        from . import ringbuf
+
+        self._check_open()
+        if not self.loaded:
+            raise TracekitError(f"object {self.name!r}: load() (or attach()) before reading events")
+        if map_name is None:
+            maps = self.ringbuf_maps()
+            if not maps:
+                raise TracekitError(f"object {self.name!r} has no BPF_MAP_TYPE_RINGBUF map")
+        else:
+            names = [map_name] if isinstance(map_name, str) else list(map_name)
+            maps = []
+            for n in names:
+                if n not in self.maps:
+                    raise TracekitError(f"object {self.name!r} has no map {n!r} (maps: {', '.join(self.maps)})")
+                if self.maps[n].spec.type != uapi.MapType.RINGBUF:
+                    raise TracekitError(f"map {n!r} is {self.maps[n].type.name}, not a ring buffer")
+                maps.append(self.maps[n])
+        decoder = None
+        if not raw and event_type is not None:
+            if isinstance(event_type, str):
+                decoder = self._maybe_event_type(event_type)
+            else:
+                decoder = event_type
+        r = ringbuf.open_readers([(m.map.fd, m.spec.max_entries, m.name) for m in maps], decoder=decoder)
+        self._readers.append(r)
+        return r
+
+    def _maybe_event_type(self, name: str) -> Any:
+        if self.spec.btf is None or not self.spec.btf.find(name):
+            return None
+        return self.event_type(name)
+
+    async def events(self, map_name: str | Sequence[str] | None = None, *, event_type: str | Any | None = "event",
+                     raw: bool = False) -> AsyncIterator[Any]:
+        """Async iterator over ring-buffer records, decoded from BTF (``struct event`` by default)."""
+        r = self.reader(map_name, event_type=event_type, raw=raw)
+        try:
+            async for ev in r:
+                yield ev
+        finally:
+            r.close()
+            if r in self._readers:
+                self._readers.remove(r)
+
+    # --- lifetime -------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ClosedError(f"object {self.name!r} is closed")
+
+    def _release(self) -> None:
+        """Release kernel objects in reverse order of creation; never raises."""
+        for r in reversed(self._readers):
+            _quietly(r.close)
+        self._readers.clear()
+        for link in reversed(self._links):
+            _quietly(link.close)
+        self._links.clear()
+        for p in self.programs.values():
+            p.links.clear()
+            _quietly(p._close)
+            p._fd = None
+        for gd in self._globals.values():
+            gd._detach()
+        for mm in self._mmaps:
+            _quietly(mm.close)
+        self._mmaps.clear()
+        for om in self.maps.values():
+            if om.map is not None:
+                _quietly(om.map.close)
+                om.map = None
+        if self._btf_fd is not None:
+            _quietly(self._btf_fd.close)
+            self._btf_fd = None
+
+    def close(self) -> None:
+        """Detach and release everything; idempotent."""
+        if self.closed:
+            return
+        self._release()
+        self.closed = True
+        self.loaded = False
+
+    def __enter__(self) -> Object:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Object:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _quietly(fn: Any) -> None:
+    try:
+        fn()
+    except Exception as e:  # cleanup must go on; report instead of masking the first error
+        log.debug("cleanup step failed: %s", e)
+
+
+_KVER: int | None = None
+
+
+def _kernel_version_code() -> int:
+    """LINUX_VERSION_CODE of the running kernel (needed by kprobe programs on old kernels)."""
+    global _KVER
+    if _KVER is None:
+        rel = os.uname().release
+        m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", rel)
+        if m:
+            a, b, c = (int(x or 0) for x in m.groups())
+            _KVER = (a << 16) + (b << 8) + min(c, 255)
+        else:
+            _KVER = 0
+    return _KVER
+
+
+def open_object(src: str | os.PathLike[str] | bytes, *, btf: str | os.PathLike[str] | BTF | None = None,
+                name: str | None = None) -> Object:
+    """Parse a BPF object (path, bundled probe name, or ELF bytes) — no kernel involved yet."""
+    from . import elf
+
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        spec = elf.load_spec(bytes(src), name=name)
+    else:
+        path = Path(os.fspath(src))
+        if not path.exists() and "/" not in str(src):
+            from . import probes
+
+            path = probes.path(str(src))
+        spec = elf.load_spec(path, name=name)
+    return Object(spec, btf=btf)

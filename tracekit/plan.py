@@ -1,0 +1,233 @@
+"""The load plan: an :class:`ObjectSpec` + target BTF -> final instructions per program.
+
+Pure: no syscalls.  Given the object and the kernel's (or a user-given) BTF, this module
+
+1. links each main program with every subprogram it reaches (transitively), appended at its
+   end, fixing call offsets and shifting func_info / line_info / CO-RE records, as libbpf's
+   ``bpf_object__relocate_calls`` does;
+2. applies CO-RE relocations (:mod:`tracekit.core`);
+3. records, per instruction, which map or global-data section it refers to, so the loader
+   only has to drop file descriptors in before ``BPF_PROG_LOAD``;
+4. resolves the attach BTF id for programs that need one (tp_btf, fentry, ...).
+
+Keeping this step pure makes the whole relocation pipeline testable on any machine
+against any BTF, the same split cilium/ebpf (spec vs. load) and aya (aya-obj) make.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .btf.ext import CoreRelo, FuncInfo, LineInfo
+from .btf.reader import BTF
+from .btf.types import Kind
+from .errors import NotSupportedError, RelocationError
+from .insn import (
+    BPF_PSEUDO_CALL,
+    BPF_PSEUDO_FUNC,
+    BPF_PSEUDO_MAP_FD,
+    BPF_PSEUDO_MAP_VALUE,
+    Insn,
+)
+from .spec import FunctionSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
+
+log = logging.getLogger("tracekit.plan")
+
+
+@dataclass
+class MapRef:
+    """Instruction ``insn`` (an ldimm64) must carry map ``map_name``'s fd.
+
+    ``value_offset`` is None for a plain map reference (BPF_PSEUDO_MAP_FD) and the byte
+    offset inside the map's value for global data (BPF_PSEUDO_MAP_VALUE).
+    """
+
+    insn: int
+    map_name: str
+    value_offset: int | None = None
+
+
+@dataclass
+class ExternRef:
+    """Instruction ``insn`` refers to kernel extern ``name`` (resolved at load time)."""
+
+    insn: int
+    name: str
+    kind: RelocKind
+
+
+@dataclass
+class ProgramPlan:
+    """Everything needed to load one program, except file descriptors."""
+
+    spec: ProgramSpec
+    insns: list[Insn]
+    func_info: list[FuncInfo]
+    line_info: list[LineInfo]
+    core_relos: list[CoreRelo]
+    map_refs: list[MapRef] = field(default_factory=list)
+    extern_refs: list[ExternRef] = field(default_factory=list)
+    #: (section, offset) -> first instruction of that function inside ``insns``
+    layout: dict[tuple[str, int], int] = field(default_factory=dict)
+    attach_btf_id: int = 0
+    #: index of the target BTF holding attach_btf_id: 0 = vmlinux, >0 = a module's BTF
+    attach_btf_target: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def fill_fds(self, map_fds: dict[str, int]) -> list[Insn]:
+        """A copy of the instructions with map fds written into their ldimm64s."""
+        insns = [i.copy() for i in self.insns]
+        for ref in self.map_refs:
+            try:
+                fd = map_fds[ref.map_name]
+            except KeyError:
+                raise RelocationError(
+                    f"program {self.name!r}: instruction {ref.insn} refers to map {ref.map_name!r}, "
+                    "which was not created"
+                ) from None
+            ins = insns[ref.insn]
+            ins.imm = fd
+            if ref.value_offset is None:
+                ins.src = BPF_PSEUDO_MAP_FD
+                insns[ref.insn + 1].imm = 0
+            else:
+                ins.src = BPF_PSEUDO_MAP_VALUE
+                insns[ref.insn + 1].imm = ref.value_offset
+        return insns
+
+
+def internal_map_for_section(spec: ObjectSpec, section: str) -> str:
+    """Name of the internal map that holds data section ``section``."""
+    for name, m in spec.maps.items():
+        if m.section == section:
+            return name
+    raise RelocationError(f"object {spec.name!r} has no map for data section {section!r}")
+
+
+def link_program(spec: ObjectSpec, prog: ProgramSpec) -> ProgramPlan:
+    """Append the subprograms ``prog`` reaches and resolve call/callback offsets."""
+    plan = ProgramPlan(
+        spec=prog,
+        insns=[i.copy() for i in prog.insns],
+        func_info=[FuncInfo(r.insn, r.type_id) for r in prog.func_info],
+        line_info=[LineInfo(r.insn, r.file_name_off, r.line_off, r.line_col) for r in prog.line_info],
+        core_relos=[CoreRelo(r.insn, r.type_id, r.access, r.kind, r.access_off) for r in prog.core_relos],
+    )
+    plan.layout[prog.key] = 0
+    pending: list[tuple[int, Relocation]] = [(0, r) for r in prog.relocations]
+    # Relocations are processed in order; appending a callee adds its own relocations to
+    # the queue, so the transitive closure is appended breadth-first, each function once.
+    i = 0
+    while i < len(pending):
+        base, rel = pending[i]
+        i += 1
+        at = base + rel.insn
+        kind = rel.kind
+        if kind in (RelocKind.CALL, RelocKind.SUBPROG_ADDR):
+            callee = spec.function_at(rel.section, rel.offset)
+            if callee is None:
+                raise RelocationError(
+                    f"program {prog.name!r}: instruction {at} calls {rel.symbol or '?'} at "
+                    f"{rel.section}+{rel.offset}, which is not the start of a known function"
+                )
+            start = plan.layout.get(callee.key)
+            if start is None:
+                start = _append(plan, callee)
+                pending.extend((start, r) for r in callee.relocations)
+            ins = plan.insns[at]
+            if kind == RelocKind.CALL:
+                if not ins.is_call:
+                    raise RelocationError(f"program {prog.name!r}: instruction {at} is not a call")
+                ins.src = BPF_PSEUDO_CALL
+                ins.imm = start - (at + 1)
+            else:
+                if not ins.is_ldimm64:
+                    raise RelocationError(f"program {prog.name!r}: instruction {at} is not an ldimm64")
+                ins.src = BPF_PSEUDO_FUNC
+                ins.imm = start - (at + 1)
+                plan.insns[at + 1].imm = 0
+        elif kind == RelocKind.MAP:
+            _check_ldimm64(plan, at)
+            if rel.symbol not in spec.maps:
+                raise RelocationError(f"program {prog.name!r}: instruction {at} uses unknown map {rel.symbol!r}")
+            plan.map_refs.append(MapRef(at, rel.symbol, None))
+        elif kind == RelocKind.DATA:
+            _check_ldimm64(plan, at)
+            plan.map_refs.append(MapRef(at, internal_map_for_section(spec, rel.section), rel.offset))
+        elif kind in (RelocKind.EXTERN_CALL, RelocKind.EXTERN_VAR):
+            plan.extern_refs.append(ExternRef(at, rel.symbol, kind))
+        else:  # pragma: no cover - RelocKind is closed
+            raise RelocationError(f"program {prog.name!r}: unknown relocation kind {kind}")
+    # The kernel wants func_info sorted by instruction and line_info likewise.
+    plan.func_info.sort(key=lambda r: r.insn)
+    plan.line_info.sort(key=lambda r: r.insn)
+    return plan
+
+
+def _check_ldimm64(plan: ProgramPlan, at: int) -> None:
+    if not plan.insns[at].is_ldimm64:
+        raise RelocationError(f"program {plan.name!r}: instruction {at} is not an ldimm64")
+
+
+def _append(plan: ProgramPlan, fn: FunctionSpec) -> int:
+    start = len(plan.insns)
+    plan.layout[fn.key] = start
+    plan.insns.extend(i.copy() for i in fn.insns)
+    plan.func_info.extend(FuncInfo(r.insn + start, r.type_id) for r in fn.func_info)
+    plan.line_info.extend(LineInfo(r.insn + start, r.file_name_off, r.line_off, r.line_col) for r in fn.line_info)
+    plan.core_relos.extend(CoreRelo(r.insn + start, r.type_id, r.access, r.kind, r.access_off) for r in fn.core_relos)
+    log.debug("appended %s (%d insns) at %d", fn.name, len(fn.insns), start)
+    return start
+
+
+def apply_core(plan: ProgramPlan, local: BTF, targets: Sequence[BTF]) -> None:
+    """CO-RE-relocate the linked program in place."""
+    if not plan.core_relos:
+        return
+    from . import core
+
+    core.relocate(plan.insns, plan.core_relos, local, targets, prog_name=plan.name)
+
+
+#: attach kinds whose program must be loaded with the BTF id of its target
+_BTF_ATTACH_PREFIX = {"tp_btf": "btf_trace_", "fentry": "", "fexit": "", "fmod_ret": "", "lsm": "bpf_lsm_", "iter": "bpf_iter_"}
+
+
+def find_attach_btf_id(plan: ProgramPlan, targets: Sequence[BTF]) -> None:
+    """Resolve the kernel BTF id a tracing program attaches to (pure: uses ``targets``)."""
+    kind = plan.spec.attach_kind
+    if kind not in _BTF_ATTACH_PREFIX:
+        return
+    target = plan.spec.attach_target
+    if not target:
+        return  # manual attach: the user sets the target before load
+    want_kind = Kind.TYPEDEF if kind == "tp_btf" else Kind.FUNC
+    name = _BTF_ATTACH_PREFIX[kind] + target
+    for idx, btf in enumerate(targets):
+        for tid in btf.find(name, want_kind):
+            if idx > 0 and tid < targets[0].__len__():
+                continue  # a split BTF also finds its base's types; vmlinux was searched first
+            plan.attach_btf_id = tid
+            plan.attach_btf_target = idx
+            return
+    what = "tracepoint" if kind == "tp_btf" else "kernel function"
+    raise NotSupportedError(
+        f"{kind}/{target}",
+        detail=f"no {what} {target!r} in the kernel's BTF (looked for {want_kind.name} {name!r})",
+    )
+
+
+def plan_program(spec: ObjectSpec, prog: ProgramSpec, targets: Sequence[BTF]) -> ProgramPlan:
+    """Link, CO-RE-relocate and resolve attach ids for one main program."""
+    plan = link_program(spec, prog)
+    if spec.btf is not None:
+        apply_core(plan, spec.btf, targets)
+    elif plan.core_relos:
+        raise RelocationError(f"program {prog.name!r} has CO-RE relocations but the object has no BTF")
+    find_attach_btf_id(plan, targets)
+    return plan
