@@ -18,12 +18,73 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
+from collections.abc import Iterable, MutableSequence
 
 from ..errors import BTFError
 from .reader import BTF
 from .types import BTF_HEADER_SIZE, BTF_MAGIC, BTF_VERSION, SIZED_KINDS, Kind, Type
 
 _U32 = 0xFFFFFFFF
+
+
+class _LazyTypes(MutableSequence[Type]):
+    """``types`` of a builder made by :meth:`BTFBuilder.from_btf`: decoded on first access.
+
+    An object's BTF drags in big kernel structs (``task_struct`` has hundreds of
+    members) that the loader never changes; decoding and re-encoding them would cost
+    more than the rest of opening the object.  Entries never touched are copied from the
+    source's raw words at encode time, which is byte-identical by construction.
+    """
+
+    __slots__ = ("_src", "_items")
+
+    def __init__(self, src: BTF) -> None:
+        self._src = src
+        self._items: list[Type | None] = [Type(Kind.UNKN)]
+        self._items.extend([None] * src.type_count)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self._items)))]
+        t = self._items[i]
+        if t is None:
+            if i < 0:
+                i += len(self._items)
+            # A fresh decode: the reader caches its own Type objects and we hand out
+            # mutable ones.
+            t = self._src._decode(self._src._offsets[i - 1])
+            self._items[i] = t
+        return t
+
+    def __setitem__(self, i, v) -> None:  # type: ignore[override]
+        self._items[i] = v
+
+    def __delitem__(self, i) -> None:  # type: ignore[override]
+        if i != len(self._items) - 1 and i != -1:
+            # Deleting from the middle renumbers later types; raw entries would keep stale refs.
+            raise BTFError("only the last type of a builder can be deleted")
+        del self._items[i]
+
+    def insert(self, i: int, v: Type) -> None:
+        if i < len(self._items):
+            raise BTFError("types can only be appended to a builder (ids are references)")
+        self._items.append(v)
+
+    def extend(self, values: Iterable[Type]) -> None:
+        self._items.extend(values)
+
+    def raw_words(self, i: int) -> array | None:
+        """The source words of type ``i`` if it was never decoded, else None."""
+        if i >= len(self._items) or self._items[i] is not None:
+            return None
+        src = self._src
+        offs = src._offsets
+        j = i - 1
+        end = offs[j + 1] if j + 1 < len(offs) else len(src._words)
+        return src._words[offs[j] : end]
 
 
 class BTFBuilder:
@@ -39,7 +100,7 @@ class BTFBuilder:
         # Split BTF continues the base's id and string numbering (as the kernel does).
         self.start_id = len(base) if base is not None else 1
         self.start_str = (base.start_str + len(base.strings)) if base is not None else 0
-        self.types: list[Type] = [Type(Kind.UNKN)] if base is None else []
+        self.types: MutableSequence[Type] = [Type(Kind.UNKN)] if base is None else []
         self._strings = bytearray() if base is not None else bytearray(b"\0")
         self._string_index: dict[bytes, int] | None = None
         self._base_index: dict[bytes, int] | None = None
@@ -53,9 +114,12 @@ class BTFBuilder:
             raise BTFError("BTFBuilder.from_btf: split BTF is not supported; build on the base instead")
         b = cls()
         b._strings = bytearray(btf.strings)
-        # Decode fresh copies: the reader caches its Type objects, and callers mutate ours.
-        decode = btf._decode
-        b.types.extend(decode(o) for o in btf._offsets)
+        if btf.endian != "<":
+            # Raw words of a big-endian blob can't be copied into our little-endian output.
+            decode = btf._decode
+            b.types.extend(decode(o) for o in btf._offsets)
+        else:
+            b.types = _LazyTypes(btf)  # type: ignore[assignment]
         return b
 
     def __len__(self) -> int:
@@ -145,7 +209,15 @@ class BTFBuilder:
         ext = words.extend
         add = self.add_string
         first = 1 if self.base is None else 0
-        for n, t in enumerate(self.types[first:]):
+        types = self.types
+        raw_of = types.raw_words if isinstance(types, _LazyTypes) else None
+        for n in range(first, len(types)):
+            if raw_of is not None:
+                raw = raw_of(n)
+                if raw is not None:
+                    ext(raw)
+                    continue
+            t = types[n]
             k = t.kind
             try:
                 if k == Kind.UNKN:
@@ -186,7 +258,7 @@ class BTFBuilder:
                 elif k == Kind.DECL_TAG:
                     app(t.component_idx & _U32)
             except (OverflowError, TypeError) as e:
-                tid = n + (self.start_id if self.base is not None else 1)
+                tid = n + (self.start_id if self.base is not None else 0)
                 raise BTFError(f"cannot encode BTF type {tid} ({k.name} {t.name!r}): {e}") from None
         if words.itemsize != 4:  # pragma: no cover - array('I') is 4 bytes on every supported platform
             raise BTFError("platform unsigned int is not 32 bits")
