@@ -1,0 +1,169 @@
+"""tracefs and bpffs: find them, mount them when absent, read tracepoint ids.
+
+Many machines (this project's VMs included) boot without tracefs, debugfs or bpffs
+mounted.  Look in /proc/self/mounts first; mount only when nothing suitable is there and
+we are root; otherwise say exactly which command would fix it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import difflib
+import errno as _errno
+import os
+
+from ..errors import AttachError, NotSupportedError, PermissionDeniedError, SyscallError
+
+TRACEFS_DEFAULT = "/sys/kernel/tracing"
+DEBUGFS_DEFAULT = "/sys/kernel/debug"
+BPFFS_DEFAULT = "/sys/fs/bpf"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+_tracefs_cache: str | None = None
+
+
+def _unescape(field: str) -> str:
+    # /proc/self/mounts escapes space, tab, newline and backslash as octal.
+    return (field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+            .replace("\\134", "\\"))
+
+
+def mounts() -> list[tuple[str, str, str]]:
+    """``(source, mount point, fs type)`` for every mount this process sees."""
+    out = []
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3:
+                out.append((_unescape(parts[0]), _unescape(parts[1]), parts[2]))
+    return out
+
+
+def find_mount(fstype: str) -> str | None:
+    """The first mount point of a filesystem of type ``fstype`` (None if none)."""
+    for _, point, typ in mounts():
+        if typ == fstype:
+            return point
+    return None
+
+
+def mount(fstype: str, target: str, source: str | None = None, flags: int = 0, data: str | None = None) -> None:
+    """mount(2); raises PermissionDeniedError/NotSupportedError/SyscallError."""
+    src = (source or fstype).encode()
+    d = data.encode() if data is not None else None
+    if _libc.mount(src, target.encode(), fstype.encode(), flags, d) != 0:
+        err = ctypes.get_errno()
+        cmd = f"mount -t {fstype} {fstype} {target}"
+        if err in (_errno.EPERM, _errno.EACCES):
+            raise PermissionDeniedError(f"mount {fstype} at {target}", err, f"run as root: {cmd}")
+        if err == _errno.ENODEV:
+            raise NotSupportedError(f"{fstype} filesystem", detail=f"this kernel was built without it ({cmd} failed)")
+        raise SyscallError(f"mount {fstype} at {target}", err, f"try: {cmd}")
+
+
+def umount(target: str, flags: int = 0) -> None:
+    if _libc.umount2(target.encode(), flags) != 0:
+        err = ctypes.get_errno()
+        raise SyscallError(f"umount {target}", err)
+
+
+def tracefs_path() -> str:
+    """Path of a usable tracefs (``.../events`` inside), mounting it at /sys/kernel/tracing if needed."""
+    global _tracefs_cache
+    if _tracefs_cache is not None and os.path.isdir(os.path.join(_tracefs_cache, "events")):
+        return _tracefs_cache
+    for _, point, typ in mounts():
+        if typ == "tracefs" and os.path.isdir(os.path.join(point, "events")):
+            _tracefs_cache = point
+            return point
+    for _, point, typ in mounts():
+        cand = os.path.join(point, "tracing")
+        if typ == "debugfs" and os.path.isdir(os.path.join(cand, "events")):
+            _tracefs_cache = cand
+            return cand
+    if os.geteuid() != 0:
+        raise PermissionDeniedError(
+            "find tracefs", _errno.EPERM,
+            f"tracefs is not mounted; run as root, or mount it: mount -t tracefs tracefs {TRACEFS_DEFAULT}",
+        )
+    if not os.path.isdir(TRACEFS_DEFAULT):
+        raise NotSupportedError("tracefs", detail=f"{TRACEFS_DEFAULT} does not exist (kernel without CONFIG_TRACING?)")
+    mount("tracefs", TRACEFS_DEFAULT)
+    _tracefs_cache = TRACEFS_DEFAULT
+    return TRACEFS_DEFAULT
+
+
+def bpffs_path() -> str:
+    """Mount point of a bpffs (for pinning), mounting one at /sys/fs/bpf if none is mounted."""
+    point = find_mount("bpf")
+    if point is not None:
+        return point
+    if os.geteuid() != 0:
+        raise PermissionDeniedError(
+            "find bpffs", _errno.EPERM,
+            f"no bpf filesystem is mounted; run as root, or mount it: mount -t bpf bpf {BPFFS_DEFAULT}",
+        )
+    if not os.path.isdir(BPFFS_DEFAULT):
+        raise NotSupportedError("bpffs", detail=f"{BPFFS_DEFAULT} does not exist")
+    mount("bpf", BPFFS_DEFAULT)
+    return BPFFS_DEFAULT
+
+
+def is_bpffs(path: str) -> bool:
+    """Whether ``path`` lies on a bpf filesystem (statfs magic BPF_FS_MAGIC)."""
+    class _Statfs(ctypes.Structure):
+        # only f_type is read; the rest of struct statfs (120 bytes on 64-bit) is padding
+        _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 256)]
+
+    buf = _Statfs()
+    _libc.statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
+        return False
+    return (buf.f_type & 0xFFFFFFFF) == 0xCAFE4A11
+
+
+def tracepoint_id(category: str, name: str) -> int:
+    """The id of tracepoint ``category:name`` (from tracefs ``events/<cat>/<name>/id``)."""
+    for part in (category, name):
+        if not part or "/" in part or part in (".", ".."):
+            raise AttachError(f"invalid tracepoint name {category!r}:{name!r}")
+    root = os.path.join(tracefs_path(), "events")
+    path = os.path.join(root, category, name, "id")
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except FileNotFoundError:
+        pass
+    except PermissionError as e:
+        raise PermissionDeniedError(f"read {path}", e.errno or _errno.EACCES) from None
+    raise AttachError(f"tracepoint {category}:{name} does not exist on this kernel"
+                      + _near_matches(root, category, name))
+
+
+def _near_matches(root: str, category: str, name: str) -> str:
+    try:
+        cats = [c for c in os.listdir(root) if os.path.isdir(os.path.join(root, c))]
+    except OSError:
+        return ""
+    if category in cats:
+        try:
+            names = os.listdir(os.path.join(root, category))
+        except OSError:
+            names = []
+        close = [f"{category}:{n}" for n in difflib.get_close_matches(name, names, n=5, cutoff=0.6)]
+    else:
+        close = []
+        for c in difflib.get_close_matches(category, cats, n=3, cutoff=0.6):
+            try:
+                names = os.listdir(os.path.join(root, c))
+            except OSError:
+                continue
+            close += [f"{c}:{n}" for n in difflib.get_close_matches(name, names, n=3, cutoff=0.5)]
+        if not close:
+            close = [f"category {c!r}" for c in difflib.get_close_matches(category, cats, n=5, cutoff=0.6)]
+    if not close:
+        return f" (see {root} for the list)"
+    return "; did you mean: " + ", ".join(close) + "?"
