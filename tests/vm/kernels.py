@@ -1,0 +1,412 @@
+"""Fetch and prepare Debian kernels for the qemu matrix: package, modules, vmlinux, initramfs.
+
+Everything lands in a cache directory (``build/vm-cache`` in the checkout, or
+``$TRACEKIT_VM_CACHE``), one subdirectory per kernel package, and is reused: a prepared
+kernel is marked by a ``ready`` stamp written last, so an interrupted preparation is simply
+redone. Nothing is installed into the host: the .deb is unpacked with ``dpkg-deb -x``.
+
+Stdlib only (plus Debian tools that are apt-installed on demand), so the runner works
+before tracekit itself is importable.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+# The generic flavour: the -cloud- flavour lacks 9p, -rt- is a different scheduler.
+SERIES: dict[str, re.Pattern[str]] = {
+    "6.1": re.compile(r"^linux-image-(6\.1\.0-(\d+)-amd64)$"),
+    "6.12": re.compile(r"^linux-image-(6\.12\.(\d+)\+deb12-amd64)$"),
+}
+
+# What the initramfs needs to mount the 9p shares under an overlay; dependencies
+# (netfs, 9pnet, virtio core pieces, ...) are added from modules.dep.
+ROOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_rng")
+
+# Debian package providing each host tool we call.
+TOOL_PACKAGES = {
+    "qemu-system-x86_64": "qemu-system-x86",
+    "depmod": "kmod",
+    "zstd": "zstd",
+    "dpkg-deb": "dpkg",
+}
+BUSYBOX = Path("/bin/busybox")
+
+
+class VMSetupError(RuntimeError):
+    """Preparing a kernel for the VM failed (package, extraction, tooling)."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TRACEKIT_VM_CACHE", CHECKOUT / "build" / "vm-cache"))
+
+
+def log(msg: str) -> None:
+    print(f"[vm] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- host tools
+
+def _apt_install(packages: list[str]) -> None:
+    log(f"installing {' '.join(packages)} with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    proc = subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", *packages],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    if proc.returncode != 0:
+        # A stale package index is the usual cause; refresh once and retry.
+        subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", *packages],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+    if proc.returncode != 0:
+        raise VMSetupError(f"apt-get install {' '.join(packages)} failed:\n{proc.stderr[-2000:]}")
+
+
+def ensure_tools() -> None:
+    """Install the Debian packages providing qemu, depmod, zstd and a static busybox."""
+    missing = sorted({pkg for tool, pkg in TOOL_PACKAGES.items() if not _which(tool)})
+    if not _busybox_is_static():
+        missing.append("busybox-static")
+    if missing:
+        _apt_install(missing)
+    if not _busybox_is_static():
+        raise VMSetupError(f"{BUSYBOX} is not a static busybox even after installing busybox-static")
+
+
+def _which(tool: str) -> str | None:
+    return shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
+def _busybox_is_static() -> bool:
+    """A dynamic busybox would need a libc inside the initramfs; only the static one will do."""
+    try:
+        with open(BUSYBOX, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF":
+                return False
+            # No PT_INTERP program header == statically linked.
+            phoff, = struct.unpack_from("<Q", head, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+        return all(struct.unpack_from("<I", table, i * phentsize)[0] != 3 for i in range(phnum))
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- packages
+
+def newest_package(series: str) -> str:
+    """The newest installable generic kernel package of a series, per apt-cache."""
+    try:
+        pattern = SERIES[series]
+    except KeyError:
+        raise VMSetupError(f"unknown kernel series {series!r}; choose from {', '.join(SERIES)}") from None
+    names = subprocess.run(["apt-cache", "pkgnames", "linux-image-6"], check=True,
+                           capture_output=True, text=True).stdout.split()
+    candidates = sorted(
+        ((int(m.group(2)), name) for name in names if (m := pattern.match(name))), reverse=True)
+    for _, name in candidates:
+        # pkgnames also lists names that have no downloadable version any more.
+        policy = subprocess.run(["apt-cache", "policy", name], capture_output=True, text=True).stdout
+        if re.search(r"Candidate: (?!\(none\))", policy):
+            return name
+    raise VMSetupError(f"apt-cache knows no installable package for kernel {series} "
+                       f"(pattern {pattern.pattern}); run apt-get update?")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel prepared for booting: everything the runner hands to qemu."""
+
+    series: str
+    package: str
+    release: str          # `uname -r` in the guest
+    root: Path            # the unpacked package (boot/, lib/modules/)
+    vmlinux: Path         # uncompressed ELF, booted through its PVH note
+    initramfs: Path
+    config: Path          # boot/config-<release>, bound at /boot/config-<release> in the guest
+
+    @property
+    def modules_dir(self) -> Path:
+        return self.root / "lib" / "modules" / self.release
+
+
+def _cached(series: str, base: Path) -> Kernel | None:
+    """The newest ready kernel of a series already in the cache (for offline use)."""
+    pattern = SERIES[series]
+    best: tuple[int, Path] | None = None
+    if base.is_dir():
+        for d in base.iterdir():
+            m = pattern.match(d.name)
+            if m and (d / "ready").exists() and (best is None or int(m.group(2)) > best[0]):
+                best = (int(m.group(2)), d)
+    return _load(series, best[1]) if best else None
+
+
+def _load(series: str, d: Path) -> Kernel:
+    release = (d / "ready").read_text().strip()
+    root = d / "root"
+    return Kernel(series, d.name, release, root, d / "vmlinux", d / "initramfs.cpio.gz",
+                  root / "boot" / f"config-{release}")
+
+
+def prepare_kernel(series: str, *, cache: Path | None = None, offline: bool = False) -> Kernel:
+    """Return a bootable kernel of ``series`` ("6.1" or "6.12"), fetching it if needed.
+
+    Idempotent: the newest package per apt-cache is downloaded and prepared once. With
+    ``offline=True`` (or when apt-cache fails) the newest already-prepared one is used.
+    """
+    if series not in SERIES:
+        raise VMSetupError(f"unknown kernel series {series!r}; choose from {', '.join(SERIES)}")
+    base = cache or cache_dir()
+    if offline:
+        k = _cached(series, base)
+        if k is None:
+            raise VMSetupError(f"no prepared {series} kernel in {base} and offline=True")
+        return k
+    # apt-cache takes ~1.5 s: remember its answer for a day (TRACEKIT_VM_REFRESH=1 to force).
+    latest = base / f"latest-{series}"
+    fresh = (latest.exists() and time.time() - latest.stat().st_mtime < 86400
+             and os.environ.get("TRACEKIT_VM_REFRESH") != "1")
+    if fresh and (base / latest.read_text().strip() / "ready").exists():
+        return _load(series, base / latest.read_text().strip())
+    try:
+        package = newest_package(series)
+    except (OSError, subprocess.CalledProcessError) as e:
+        k = _cached(series, base)
+        if k is None:
+            raise VMSetupError(f"cannot query apt-cache for kernel {series}: {e}") from e
+        return k
+    base.mkdir(parents=True, exist_ok=True)
+    latest.write_text(package + "\n")
+    d = base / package
+    if (d / "ready").exists():
+        return _load(series, d)
+    ensure_tools()
+    log(f"preparing {package} in {d}")
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    root = d / "root"
+    # apt-get warns that _apt cannot write here; harmless, so keep it off the terminal.
+    dl = subprocess.run(["apt-get", "download", package], cwd=d, capture_output=True, text=True)
+    if dl.returncode != 0:
+        raise VMSetupError(f"apt-get download {package} failed:\n{dl.stderr[-2000:]}")
+    debs = list(d.glob("*.deb"))
+    if len(debs) != 1:
+        raise VMSetupError(f"apt-get download {package} produced {debs}")
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
+    debs[0].unlink()  # 70+ MB we never need again
+    # bookworm packages use /lib/modules; newer ones may ship /usr/lib/modules.
+    if not (root / "lib" / "modules").is_dir() and (root / "usr" / "lib" / "modules").is_dir():
+        (root / "lib").mkdir(exist_ok=True)
+        (root / "lib" / "modules").symlink_to("../usr/lib/modules")
+    releases = [p.name for p in (root / "lib" / "modules").iterdir()]
+    if len(releases) != 1:
+        raise VMSetupError(f"{package}: expected one modules directory, found {releases}")
+    release = releases[0]
+    subprocess.run([_which("depmod") or "depmod", "-b", str(root), release], check=True)
+    bzimage = root / "boot" / f"vmlinuz-{release}"
+    (d / "vmlinux").write_bytes(extract_vmlinux(bzimage.read_bytes()))
+    mods = root / "lib" / "modules" / release
+    (d / "initramfs.cpio.gz").write_bytes(build_initramfs(mods))
+    (d / "ready").write_text(release + "\n")
+    log(f"prepared {package} ({release})")
+    return _load(series, d)
+
+
+# --------------------------------------------------------------------------- vmlinux
+
+def extract_vmlinux(bzimage: bytes) -> bytes:
+    """Decompress the ELF vmlinux out of an x86 bzImage.
+
+    The boot protocol header says where the compressed payload is: the protected-mode
+    part starts after (setup_sects + 1) sectors, and payload_offset/payload_length (at
+    0x248/0x24c, protocol >= 2.08) locate the payload within it. The kernel build appends
+    the uncompressed size as 4 little-endian bytes to the payload, which we use to check.
+    """
+    if bzimage[0x202:0x206] != b"HdrS":
+        raise VMSetupError("not a bzImage (no HdrS boot header)")
+    setup_sects = bzimage[0x1F1] or 4
+    payload_offset, payload_length = struct.unpack_from("<II", bzimage, 0x248)
+    start = (setup_sects + 1) * 512 + payload_offset
+    payload = bzimage[start:start + payload_length]
+    expected, = struct.unpack("<I", payload[-4:])
+    if payload.startswith(b"\xfd7zXZ\x00"):
+        dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        out = dec.decompress(payload)  # stops at the end of the stream; the size trailer is left over
+    elif payload.startswith(b"\x28\xb5\x2f\xfd"):
+        zstd = _which("zstd")
+        if zstd is None:
+            raise VMSetupError("zstd is needed to unpack this kernel (apt-get install zstd)")
+        proc = subprocess.run([zstd, "-d", "-c", "-q"], input=payload[:-4], capture_output=True)
+        if proc.returncode != 0:
+            raise VMSetupError(f"zstd failed on the bzImage payload: {proc.stderr.decode()[:500]}")
+        out = proc.stdout
+    elif payload.startswith(b"\x1f\x8b"):
+        out = gzip.decompress(payload[:-4])
+    else:
+        raise VMSetupError(f"unknown bzImage payload compression (magic {payload[:6].hex()})")
+    # Compare modulo 2**32: the trailer is 32 bits.
+    if (len(out) & 0xFFFFFFFF) != expected or not out.startswith(b"\x7fELF"):
+        raise VMSetupError(f"bzImage payload decompressed to {len(out)} bytes, expected an ELF of {expected}")
+    return out
+
+
+# --------------------------------------------------------------------------- initramfs
+
+def _module_closure(mods: Path, wanted: tuple[str, ...]) -> list[Path]:
+    """Module files for ``wanted`` and their dependencies, dependencies first.
+
+    Built-in modules (modules.builtin) need nothing; names missing altogether are an error
+    for the 9p/overlay ones, because the guest could not mount its root without them.
+    """
+    deps: dict[str, list[str]] = {}
+    for line in (mods / "modules.dep").read_text().splitlines():
+        path, _, rest = line.partition(":")
+        deps[path] = rest.split()
+    by_name = {_mod_name(p): p for p in deps}
+    builtin = {_mod_name(l) for l in (mods / "modules.builtin").read_text().split()}
+    order: list[str] = []
+
+    def visit(path: str) -> None:
+        if path in order:
+            return
+        for dep in deps[path]:
+            visit(dep)
+        order.append(path)
+
+    for name in wanted:
+        name = name.replace("-", "_")
+        if name in by_name:
+            visit(by_name[name])
+        elif name not in builtin and name != "virtio_rng":
+            raise VMSetupError(f"module {name} is neither built in nor shipped in {mods}")
+    return [mods / p for p in order]
+
+
+def _mod_name(path: str) -> str:
+    base = path.rsplit("/", 1)[-1]
+    return base.split(".ko", 1)[0].replace("-", "_")
+
+
+INIT_SCRIPT = r"""#!/bin/busybox sh
+# tracekit VM init: mount the host's / (read-only, under a tmpfs overlay) and the shares,
+# run the command described in /ctl/job, record its exit status, power off.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+say() { echo "TRACEKIT-VM: $*" > /dev/ttyS0; }
+fail() { say "init failed: $*"; reboot -f; sleep 5; echo b > /proc/sysrq-trigger; }
+for m in $(cat /modules.order); do
+    insmod "/modules/$m" || say "insmod $m failed"
+done
+mkdir -p /ctl /host /rw /newroot
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 ctl /ctl || fail "mount ctl"
+. /ctl/job
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro hostroot /host || fail "mount hostroot"
+mount -t tmpfs -o mode=0755 tmpfs /rw
+mkdir -p /rw/upper /rw/work
+mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /newroot || fail "mount overlay"
+R=/newroot
+mount -t proc proc $R/proc
+mount -t sysfs sysfs $R/sys
+mount -t devtmpfs devtmpfs $R/dev
+mkdir -p $R/dev/pts $R/dev/shm
+mount -t devpts devpts $R/dev/pts
+mount -t tmpfs tmpfs $R/dev/shm
+mount -t tmpfs tmpfs $R/tmp
+mount -t tmpfs tmpfs $R/run
+mount -t tracefs tracefs $R/sys/kernel/tracing
+mount -t debugfs debugfs $R/sys/kernel/debug
+mount -t bpf bpf $R/sys/fs/bpf
+mkdir -p "$R$TK_CHECKOUT" $R/run/tracekit-vm
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=mmap checkout "$R$TK_CHECKOUT" || fail "mount checkout"
+mount --bind /ctl $R/run/tracekit-vm
+KVER=$(uname -r)
+# Debian kernels have no /proc/config.gz: expose the package's config where libbpf looks.
+mkdir -p $R/boot $R/lib/modules/$KVER
+touch "$R/boot/config-$KVER"
+mount --bind "$R$TK_KCONFIG" "$R/boot/config-$KVER"
+mount --bind "$R$TK_KMODULES" "$R/lib/modules/$KVER"
+for t in /dev/ttyS1 /dev/ttyS2; do stty -F $t raw -echo -onlcr 2>/dev/null; done
+echo > /ctl/started
+say "cmd-start"
+if [ "$TK_SHELL" = 1 ]; then
+    setsid cttyhack chroot $R /bin/sh /run/tracekit-vm/cmd.sh
+else
+    chroot $R /bin/sh /run/tracekit-vm/cmd.sh < /dev/null > /dev/ttyS1 2> /dev/ttyS2
+fi
+rc=$?
+echo $rc > /ctl/rc.tmp && mv /ctl/rc.tmp /ctl/rc
+say "cmd-exit $rc"
+sync
+umount "$R$TK_CHECKOUT" 2>/dev/null
+reboot -f
+"""
+
+
+def build_initramfs(mods: Path) -> bytes:
+    """A gzip'd newc cpio: static busybox, the 9p/overlay modules (uncompressed), /init.
+
+    .ko.xz modules are decompressed here (Python's lzma) so busybox's insmod need not
+    understand compression.
+    """
+    files: list[tuple[str, int, bytes]] = []  # (path, mode, data)
+    for d in ("bin", "dev", "proc", "sys", "modules", "ctl", "host", "rw", "newroot", "tmp"):
+        files.append((d, 0o040755, b""))
+    files.append(("bin/busybox", 0o100755, BUSYBOX.read_bytes()))
+    files.append(("init", 0o100755, INIT_SCRIPT.encode()))
+    order = []
+    for path in _module_closure(mods, ROOT_MODULES):
+        data = path.read_bytes()
+        name = path.name
+        if name.endswith(".xz"):
+            data, name = lzma.decompress(data), name[:-3]
+        elif name.endswith(".zst"):
+            data = subprocess.run([_which("zstd") or "zstd", "-d", "-c", "-q"], input=data,
+                                  check=True, capture_output=True).stdout
+            name = name[:-4]
+        files.append((f"modules/{name}", 0o100644, data))
+        order.append(name)
+    files.append(("modules.order", 0o100644, ("\n".join(order) + "\n").encode()))
+    return gzip.compress(cpio_newc(files), compresslevel=6, mtime=0)
+
+
+def cpio_newc(files: list[tuple[str, int, bytes]]) -> bytes:
+    """The "newc" (070701) cpio format the kernel's initramfs unpacker reads."""
+    out = io.BytesIO()
+
+    def entry(ino: int, name: str, mode: int, data: bytes) -> None:
+        nameb = name.encode() + b"\0"
+        hdr = "070701" + "".join(f"{v:08x}" for v in (
+            ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nameb), 0))
+        out.write(hdr.encode() + nameb)
+        out.write(b"\0" * (-(110 + len(nameb)) % 4))
+        out.write(data)
+        out.write(b"\0" * (-len(data) % 4))
+
+    for ino, (name, mode, data) in enumerate(files, start=1):
+        entry(ino, name, mode, data)
+    entry(0, "TRAILER!!!", 0, b"")
+    return out.getvalue()
