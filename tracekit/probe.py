@@ -169,13 +169,22 @@ class Probe:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Any]:
-        r = self.reader()
+        # A subclass that overrides decode() gets raw records; otherwise the reader decodes
+        # with the BTF event type on its fast path.
+        custom = type(self).decode is not Probe.decode
+        r = self.reader(raw=custom)
         try:
-            async for ev in r:
-                if self.filter(ev):
+            async for rec in r:
+                ev = self.decode(rec) if custom else rec
+                if ev is not None and self.filter(ev):
                     yield ev
         finally:
             r.close()
+
+    def decode(self, raw: bytes) -> Any:
+        """Hook: turn one raw record into an event (None drops it). Default: BTF decoding."""
+        assert self.obj is not None
+        return self.obj.event_type(self.event or "event").decode(raw)
 
     def filter(self, ev: Any) -> bool:
         """Hook: user-space filtering of events. Default: keep all."""
