@@ -29,7 +29,12 @@ static const struct event empty_event = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 10240);
+	/*
+	 * Only execve() calls in flight need an entry.  Hash maps are preallocated (tracing
+	 * programs need that before 6.1) and a record is 7.7 KiB, so 10240 entries would pin
+	 * 79 MiB of kernel memory and dominate load time; 1024 concurrent execs is plenty.
+	 */
+	__uint(max_entries, 1024);
 	__type(key, __u32);             /* thread id */
 	__type(value, struct event);
 } execs SEC(".maps");

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Open + relocate + load time of the bundled probes: tracekit against libbpf (C).
+
+    python bench/bench_load.py [-n ITER] [--cold-runs K] [--objects opensnoop execsnoop] [--json]
+
+Needs root and the running kernel's BTF.  For each object it runs, in the same
+invocation so both sides see the same machine load:
+
+* the libbpf baseline, ``bench/c/build/load_baseline OBJ -n ITER`` (built on demand by
+  ``bench/c/build.sh``): bpf_object__open_file + bpf_object__load per iteration;
+* tracekit in this process: ``obj = tracekit.open(path); obj.load()`` timed, then
+  ``obj.close()`` (not timed, like the baseline's close).  The first iteration of a
+  process pays for reading the kernel BTF, which tracekit may then reuse; libbpf reparses
+  it on every load.  So both figures are reported: "warm" (median over ITER in one
+  process, after a warm-up) and "cold" (the first open+load in each of K fresh
+  processes, after ``import tracekit``).
+
+Programs whose tracepoint is missing on this kernel are switched off (autoload) on both
+sides, as the tools do.  Output: key=value lines per object (milliseconds), with
+``ratio_warm`` / ``ratio_cold`` = tracekit / libbpf (lower is better, 1.0 = parity).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+C_DIR = HERE / "c"
+LOAD_BASELINE = C_DIR / "build" / "load_baseline"
+TRACEFS_EVENTS = (Path("/sys/kernel/tracing/events"), Path("/sys/kernel/debug/tracing/events"))
+
+sys.path.insert(0, str(REPO))   # run from a checkout without installing
+
+
+def ensure_tracefs() -> None:
+    """Mount tracefs if needed so missing tracepoints can be detected (as root)."""
+    if TRACEFS_EVENTS[0].exists() or TRACEFS_EVENTS[1].exists():
+        return
+    subprocess.run(["mount", "-t", "tracefs", "tracefs", "/sys/kernel/tracing"],
+                   check=False, capture_output=True)
+
+
+def tracepoint_missing(target: str) -> bool:
+    roots = [r for r in TRACEFS_EVENTS if r.exists()]
+    return bool(roots) and not any((r / target).exists() for r in roots)
+
+
+def build_baseline() -> None:
+    if LOAD_BASELINE.exists():
+        return
+    res = subprocess.run(["sh", str(C_DIR / "build.sh")], capture_output=True, text=True)
+    if res.returncode != 0 or not LOAD_BASELINE.exists():
+        sys.exit(f"building the libbpf baseline failed (needs gcc and libbpf-dev):\n{res.stderr}")
+
+
+def run_baseline(obj: Path, iterations: int) -> dict[str, float]:
+    res = subprocess.run([str(LOAD_BASELINE), str(obj), "-n", str(iterations)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"load_baseline {obj.name} failed: {res.stderr.strip()}")
+    out: dict[str, float] = {}
+    for line in res.stdout.splitlines():
+        key, _, value = line.partition("=")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            pass
+    return out
+
+
+def tracekit_open_load(tracekit, path: Path) -> float:
+    """One timed open+load (tracepoints missing here switched off); returns ms."""
+    t0 = time.perf_counter()
+    obj = tracekit.open(path)
+    try:
+        for prog in obj.programs.values():
+            spec = getattr(prog, "spec", None)
+            if getattr(spec, "attach_kind", "") == "tracepoint" and tracepoint_missing(spec.attach_target):
+                prog.autoload = False
+        obj.load()
+        return (time.perf_counter() - t0) * 1e3
+    finally:
+        obj.close()
+
+
+def run_tracekit_warm(path: Path, iterations: int, warmup: int) -> list[float]:
+    import tracekit
+
+    times = [tracekit_open_load(tracekit, path) for _ in range(warmup + iterations)]
+    return times[warmup:]
+
+
+_COLD_SNIPPET = """
+import sys, time
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {bench!r})
+t0 = time.perf_counter()
+import tracekit
+t1 = time.perf_counter()
+import bench_load
+print((t1 - t0) * 1e3, bench_load.tracekit_open_load(tracekit, __import__('pathlib').Path({path!r})))
+"""
+
+
+def run_tracekit_cold(path: Path, runs: int) -> tuple[list[float], list[float]]:
+    """First open+load in fresh interpreters; returns (import ms list, open+load ms list)."""
+    imports, loads = [], []
+    code = _COLD_SNIPPET.format(repo=str(REPO), bench=str(HERE), path=str(path))
+    for _ in range(runs):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed")
+        imp, load = res.stdout.split()
+        imports.append(float(imp))
+        loads.append(float(load))
+    return imports, loads
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", "--iterations", type=int, default=20)
+    ap.add_argument("-w", "--warmup", type=int, default=2)
+    ap.add_argument("--cold-runs", type=int, default=3, help="fresh processes for the cold figure (0: skip)")
+    ap.add_argument("--objects", nargs="+", default=["opensnoop", "execsnoop"],
+                    help="bundled probe names or paths to .bpf.o files")
+    ap.add_argument("--json", action="store_true", help="print one JSON document instead of key=value lines")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("bench_load needs root (BPF program load)")
+    if args.iterations < 1:
+        sys.exit("--iterations must be >= 1")
+
+    from tracekit import probes
+
+    ensure_tracefs()
+    build_baseline()
+    results = []
+    for name in args.objects:
+        path = Path(name) if name.endswith(".o") and Path(name).exists() else probes.path(name)
+        row: dict[str, object] = {"object": path.name, "iterations": args.iterations}
+        base = run_baseline(path, args.iterations)
+        row["libbpf_open_load_ms"] = base["libbpf_open_load_ms"]
+        row["libbpf_open_load_min_ms"] = base["libbpf_open_load_min_ms"]
+        try:
+            warm = run_tracekit_warm(path, args.iterations, args.warmup)
+            row["tracekit_open_load_ms"] = round(statistics.median(warm), 3)
+            row["tracekit_open_load_min_ms"] = round(min(warm), 3)
+            row["ratio_warm"] = round(statistics.median(warm) / base["libbpf_open_load_ms"], 2)
+            if args.cold_runs > 0:
+                imports, cold = run_tracekit_cold(path, args.cold_runs)
+                row["tracekit_import_ms"] = round(statistics.median(imports), 3)
+                row["tracekit_cold_open_load_ms"] = round(statistics.median(cold), 3)
+                row["ratio_cold"] = round(statistics.median(cold) / base["libbpf_open_load_ms"], 2)
+        except Exception as exc:   # report the baseline even when tracekit cannot load yet
+            row["tracekit_error"] = f"{type(exc).__name__}: {exc}"
+        results.append(row)
+        if not args.json:
+            for key, value in row.items():
+                print(f"{key}={value}")
+            print()
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if any("tracekit_error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
