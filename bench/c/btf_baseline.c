@@ -5,8 +5,10 @@
  *   btf_baseline [-n N] [-f FILE] [-s NAME]
  *
  * Prints key=value lines (milliseconds): libbpf_btf_parse_ms (median of N btf__parse()
- * calls, mean and min alongside), libbpf_btf_types, and libbpf_btf_find_ms for one
- * btf__find_by_name_kind(NAME, STRUCT) lookup (default task_struct).
+ * calls, mean and min alongside), libbpf_btf_types, libbpf_btf_find_ms for one
+ * btf__find_by_name_kind(NAME, STRUCT) lookup (default task_struct), and
+ * libbpf_btf_find_missing_ms for a name that does not exist: libbpf 1.1 scans every
+ * type linearly, so that is its worst-case lookup.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,7 +49,7 @@ static void summarize(const char *key, double *v, int n)
 int main(int argc, char **argv)
 {
 	const char *file = "/sys/kernel/btf/vmlinux", *name = "task_struct";
-	double *parse_t, *find_t;
+	double *parse_t, *find_t, *miss_t;
 	int n = 20, opt, types = 0;
 
 	while ((opt = getopt(argc, argv, "n:f:s:")) != -1) {
@@ -64,10 +66,11 @@ int main(int argc, char **argv)
 		return 2;
 	parse_t = calloc(n, sizeof(double));
 	find_t = calloc(n, sizeof(double));
-	if (!parse_t || !find_t)
+	miss_t = calloc(n, sizeof(double));
+	if (!parse_t || !find_t || !miss_t)
 		return 1;
 	for (int it = -1; it < n; it++) {   /* one warm-up round fills the page cache */
-		double t0, t1, t2;
+		double t0, t1, t2, t3;
 		struct btf *btf;
 		int id;
 
@@ -84,15 +87,19 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: no struct %s\n", file, name);
 			return 1;
 		}
+		btf__find_by_name_kind(btf, "tracekit_no_such_type", BTF_KIND_STRUCT);
+		t3 = now_ms();
 		types = btf__type_cnt(btf) - 1;
 		btf__free(btf);
 		if (it >= 0) {
 			parse_t[it] = t1 - t0;
 			find_t[it] = t2 - t1;
+			miss_t[it] = t3 - t2;
 		}
 	}
 	printf("libbpf_btf_file=%s\nlibbpf_btf_types=%d\nlibbpf_iterations=%d\n", file, types, n);
 	summarize("libbpf_btf_parse", parse_t, n);
 	summarize("libbpf_btf_find", find_t, n);
+	summarize("libbpf_btf_find_missing", miss_t, n);
 	return 0;
 }
