@@ -31,7 +31,7 @@ from .errors import (
     TracekitError,
     VerifierError,
 )
-from .btf.ext import encode_func_info, encode_line_info
+from .btf.ext import FUNC_INFO_SIZE, LINE_INFO_SIZE, encode_func_info, encode_line_info
 from .fd import FD
 from .globaldata import GlobalData
 from .insn import POISON_CORE, encode
@@ -405,7 +405,9 @@ class Object:
                 attach_btf_obj_fd=attach_btf_obj_fd,
                 prog_btf_fd=btf_fd,
                 func_info=encode_func_info(plan.func_info) if btf_fd else b"",
+                func_info_rec_size=FUNC_INFO_SIZE,
                 line_info=encode_line_info(plan.line_info) if btf_fd else b"",
+                line_info_rec_size=LINE_INFO_SIZE,
                 kern_version=spec.kern_version or _kernel_version_code(),
                 prog_flags=uapi.BPF_F_SLEEPABLE if spec.sleepable else 0,
             )
