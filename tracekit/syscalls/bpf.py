@@ -704,6 +704,7 @@ def load_program(
     license: str = "GPL",
     log_level: int = 0,
     hint: str = "",
+    kernel_name: str | None = None,
     **kwargs: Any,
 ) -> FD:
     """Load a program; on failure re-run with the verifier log and raise VerifierError.
@@ -711,10 +712,13 @@ def load_program(
     The first attempt has the log off (the fast path pays nothing for it).  A failure is
     retried with ``log_level=1`` (or the caller's level) and a buffer that grows on ENOSPC
     up to :data:`MAX_LOG_SIZE`.  EPERM with an empty log is a privilege problem and raises
-    :class:`PermissionDeniedError`.  ``kwargs`` are :func:`prog_load`'s.
+    :class:`PermissionDeniedError`.  ``name`` names the program in errors; ``kernel_name``
+    (default: ``name``) is what the kernel records (sanitized, 15 bytes at most).
+    ``kwargs`` are :func:`prog_load`'s.
     """
+    kname = name if kernel_name is None else kernel_name
     log_buf = ctypes.create_string_buffer(INITIAL_LOG_SIZE) if log_level else None
-    fd, err, _ = prog_load(prog_type, insns, license=license, name=name,
+    fd, err, _ = prog_load(prog_type, insns, license=license, name=kname,
                            log_level=log_level, log_buf=log_buf, **kwargs)
     if not err:
         return FD(fd, f"program {name!r}")
@@ -723,7 +727,7 @@ def load_program(
     log = ""
     while True:
         log_buf = ctypes.create_string_buffer(size)
-        fd, err, true_size = prog_load(prog_type, insns, license=license, name=name,
+        fd, err, true_size = prog_load(prog_type, insns, license=license, name=kname,
                                        log_level=level, log_buf=log_buf, **kwargs)
         if not err:
             # Rare (e.g. a transient failure the first time): the program loaded.

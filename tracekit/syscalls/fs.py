@@ -167,3 +167,10 @@ def _near_matches(root: str, category: str, name: str) -> str:
     if not close:
         return f" (see {root} for the list)"
     return "; did you mean: " + ", ".join(close) + "?"
+
+
+def tracepoint_exists(category: str, name: str) -> bool:
+    """Whether tracepoint ``category:name`` exists (tracefs is mounted if needed)."""
+    if not category or not name or "/" in category or "/" in name:
+        return False
+    return os.path.exists(os.path.join(tracefs_path(), "events", category, name, "id"))
