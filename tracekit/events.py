@@ -96,6 +96,8 @@ class _Compiler:
         if k == Kind.ARRAY:
             if self.is_char(t.type):
                 return lambda b: _cstr(b[: t.nelems])
+            if self.scalar_code(t.type) == "B" and btf.resolve(t.type).kind == Kind.INT:
+                return lambda b: bytes(b[: t.nelems])
             esz = btf.size_of(t.type)
             sub = self.value_decoder(t.type)
             n = t.nelems
