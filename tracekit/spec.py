@@ -131,6 +131,9 @@ class ExternSpec:
     btf_id: int = 0  # the local BTF VAR or FUNC describing it (0: untyped)
     section: str = ""  # ".ksyms", ".kconfig", or "" for functions
     offset: int = 0  # byte offset of a .kconfig variable inside the .kconfig map value
+    # the variable's declared type in the object BTF (0 for functions: see btf_id's FUNC_PROTO).
+    # Kept because the BTF fixup retypes .ksyms VARs to int, as the kernel wants them.
+    type_id: int = 0
 
     @property
     def essential_name(self) -> str:

@@ -76,15 +76,20 @@ class _LazyTypes(MutableSequence[Type]):
     def extend(self, values: Iterable[Type]) -> None:
         self._items.extend(values)
 
-    def raw_words(self, i: int) -> array | None:
-        """The source words of type ``i`` if it was never decoded, else None."""
-        if i >= len(self._items) or self._items[i] is not None:
-            return None
+    def untouched_run(self, i: int) -> int:
+        """End (exclusive) of the run of never-decoded entries starting at ``i``."""
+        items = self._items
+        n = len(items)
+        while i < n and items[i] is None:
+            i += 1
+        return i
+
+    def raw_range(self, i: int, j: int) -> array:
+        """Source words of types ``i`` .. ``j - 1`` (all never decoded)."""
         src = self._src
         offs = src._offsets
-        j = i - 1
-        end = offs[j + 1] if j + 1 < len(offs) else len(src._words)
-        return src._words[offs[j] : end]
+        end = offs[j - 1] if j - 1 < len(offs) else len(src._words)
+        return src._words[offs[i - 1] : end]
 
 
 class BTFBuilder:
@@ -104,6 +109,7 @@ class BTFBuilder:
         self._strings = bytearray() if base is not None else bytearray(b"\0")
         self._string_index: dict[bytes, int] | None = None
         self._base_index: dict[bytes, int] | None = None
+        self._lookups = 0
 
     # --- construction ------------------------------------------------------------------
 
@@ -181,6 +187,19 @@ class BTFBuilder:
             off = self._base_strings().get(raw)
             if off is not None:
                 return off
+        idx = self._string_index
+        if idx is None and self._lookups < 64:
+            # A few look-ups (the usual object fixup) are cheaper as C-speed searches than
+            # indexing every string; many (re-encoding all of vmlinux) need the index.
+            self._lookups += 1
+            pos = self._strings.find(b"\0" + raw + b"\0")
+            if pos >= 0:
+                return pos + 1 + self.start_str
+            if self._strings.startswith(raw + b"\0"):
+                return self.start_str
+            off = len(self._strings) + self.start_str
+            self._strings += raw + b"\0"
+            return off
         idx = self._index()
         off = idx.get(raw)
         if off is None:
@@ -210,14 +229,19 @@ class BTFBuilder:
         add = self.add_string
         first = 1 if self.base is None else 0
         types = self.types
-        raw_of = types.raw_words if isinstance(types, _LazyTypes) else None
-        for n in range(first, len(types)):
-            if raw_of is not None:
-                raw = raw_of(n)
-                if raw is not None:
-                    ext(raw)
+        lazy = types if isinstance(types, _LazyTypes) else None
+        n = first
+        count = len(types)
+        while n < count:
+            if lazy is not None:
+                # copy runs of never-decoded types straight from the source words
+                end = lazy.untouched_run(n)
+                if end > n:
+                    ext(lazy.raw_range(n, end))
+                    n = end
                     continue
             t = types[n]
+            n += 1
             k = t.kind
             try:
                 if k == Kind.UNKN:
@@ -258,7 +282,7 @@ class BTFBuilder:
                 elif k == Kind.DECL_TAG:
                     app(t.component_idx & _U32)
             except (OverflowError, TypeError) as e:
-                tid = n + (self.start_id if self.base is not None else 0)
+                tid = n - 1 + (self.start_id if self.base is not None else 0)
                 raise BTFError(f"cannot encode BTF type {tid} ({k.name} {t.name!r}): {e}") from None
         if words.itemsize != 4:  # pragma: no cover - array('I') is 4 bytes on every supported platform
             raise BTFError("platform unsigned int is not 32 bits")
