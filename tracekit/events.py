@@ -142,7 +142,6 @@ class _Compiler:
                 fields.extend(self._union_member_fields(m, 0, 0, taken, i))
             return items, fields
         self._struct_members(tid, 0, items, fields, set())
-        items.sort(key=lambda it: it.offset)
         return items, fields
 
     def _union_member_fields(self, m: Any, chunk_item: int, base: int, taken: set[str],
@@ -366,15 +365,18 @@ class EventType:
         items, fields = _Compiler(btf, cache).compile(tid)
         parts: list[str] = []
         cur = 0
-        slot_of_item: list[int] = []
+        # Items were created in member order (bitfield runs last): lay them out by offset
+        # and map each item's creation index to its first tuple slot.
+        slot_of_item = [0] * len(items)
         slot = 0
-        for it in items:
+        for idx in sorted(range(len(items)), key=lambda j: items[j].offset):
+            it = items[idx]
             if it.offset < cur:
                 raise DecodeError(f"{t.name!r}: overlapping members at offset {it.offset}")
             if it.offset > cur:
                 parts.append(f"{it.offset - cur}x")
             parts.append(it.fmt)
-            slot_of_item.append(slot)
+            slot_of_item[idx] = slot
             slot += it.nslots
             cur = it.offset + it.size
         if cur > t.size:
