@@ -866,6 +866,8 @@ class TestRunResult:
     duration_ns: int
     data_out: bytes = b""
     ctx_out: bytes = b""
+    #: ``ctx_in`` as the kernel left it: SYSCALL programs write their context back in place
+    ctx_in_after: bytes = b""
 
     __test__ = False  # not a pytest class
 
@@ -901,6 +903,7 @@ def prog_test_run(
         duration_ns=a.duration,
         data_out=do.raw[: a.data_size_out] if do is not None else b"",
         ctx_out=co.raw[: a.ctx_size_out] if co is not None else b"",
+        ctx_in_after=ci.raw[: len(ctx_in)] if ci is not None and ctx_in is not None else b"",
     )
 
 
