@@ -108,24 +108,27 @@ def build(build_dir: Path = DEFAULT_BUILD_DIR, btf: Path = DEFAULT_BTF, out_dir:
     """Build every probe into ``out_dir``; returns {object name: whether its bytes changed}."""
     vmlinux_h = generate_vmlinux_h(build_dir, btf)
     changed: dict[str, bool] = {}
-    objdir = build_dir / "objects"
-    objdir.mkdir(parents=True, exist_ok=True)
-    for src in sources():
-        name = object_name(src)
-        tmp = objdir / name
-        compile_one(src, tmp, vmlinux_h)
-        data = tmp.read_bytes()
-        dest = out_dir / name
-        differs = not dest.exists() or dest.read_bytes() != data
-        if differs:
-            staged = dest.with_name(dest.name + f".{os.getpid()}.tmp")
-            staged.write_bytes(data)
-            staged.replace(dest)   # atomic: a concurrent reader never sees half an object
-        changed[name] = differs
-        if verbose:
-            print(f"{name}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}"
-                  f" ({'updated' if differs else 'unchanged'})")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    # A private scratch dir per run: concurrent builds (tests, two shells) never share files.
+    with tempfile.TemporaryDirectory(prefix="objects-", dir=build_dir) as objdir:
+        for src in sources():
+            name = object_name(src)
+            changed[name] = _build_one(src, Path(objdir) / name, out_dir / name, vmlinux_h, verbose)
     return changed
+
+
+def _build_one(src: Path, tmp: Path, dest: Path, vmlinux_h: Path, verbose: bool) -> bool:
+    compile_one(src, tmp, vmlinux_h)
+    data = tmp.read_bytes()
+    differs = not dest.exists() or dest.read_bytes() != data
+    if differs:
+        staged = dest.with_name(dest.name + f".{os.getpid()}.tmp")
+        staged.write_bytes(data)
+        staged.replace(dest)   # atomic: a concurrent reader never sees half an object
+    if verbose:
+        print(f"{dest.name}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}"
+              f" ({'updated' if differs else 'unchanged'})")
+    return differs
 
 
 def check(build_dir: Path = DEFAULT_BUILD_DIR, btf: Path = DEFAULT_BTF) -> list[str]:
@@ -152,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             stale = check(args.build_dir, args.btf)
             if stale:
-                print("out of date or not reproducible: " + ", ".join(stale), file=sys.stderr)
+                print("out of date or not reproducible: " + ", ".join(stale)
+                      + " (the objects embed types from the build kernel's BTF, so a kernel other"
+                      " than the one they were built on also gives different bytes; rebuild with"
+                      " python -m tracekit.probes.build)", file=sys.stderr)
                 return 1
             print("all probe objects reproduce byte for byte")
             return 0
