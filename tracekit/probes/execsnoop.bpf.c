@@ -22,7 +22,7 @@ const volatile int max_args = DEFAULT_MAXARGS;
 /* Live counters user space may read from the mmapped .bss. */
 __u64 events_emitted = 0;
 __u64 events_dropped = 0;   /* ring buffer full */
-__u64 records_lost = 0;     /* per-thread map full at enter: execve not traced */
+__u64 records_lost = 0;     /* in-flight map full at enter: execve not traced */
 
 /* A zero record to seed the map: struct event is far larger than the 512-byte stack. */
 static const struct event empty_event = {};
@@ -38,6 +38,18 @@ struct {
 	__type(key, __u32);             /* thread id */
 	__type(value, struct event);
 } execs SEC(".maps");
+
+/*
+ * A successful execve() from a thread other than the leader takes over the leader's id
+ * (de_thread), so its exit arrives under tid == tgid.  Remember which thread of each
+ * process has an exec in flight to find its record then.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);             /* process id */
+	__type(value, __u32);           /* thread id of the exec in flight */
+} thread_execs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -61,13 +73,21 @@ int tracepoint__syscalls__sys_enter_execve(struct trace_event_raw_sys_enter *ctx
 		return 0;
 
 	tk_current_ids(&tgid, &tid);
-	if (bpf_map_update_elem(&execs, &tid, &empty_event, BPF_NOEXIST)) {
+	/*
+	 * BPF_ANY, not BPF_NOEXIST: a thread has at most one execve() in flight, so an entry
+	 * already there is stale (a non-leader thread whose exec succeeded reports its exit
+	 * under the leader's id, or the probe was attached between enter and exit) and must
+	 * not block every later exec of a thread that reuses the id.
+	 */
+	if (bpf_map_update_elem(&execs, &tid, &empty_event, BPF_ANY)) {
 		tk_count(records_lost);
 		return 0;
 	}
 	e = bpf_map_lookup_elem(&execs, &tid);
 	if (!e)
 		return 0;
+	if (tid != tgid)
+		bpf_map_update_elem(&thread_execs, &tgid, &tid, BPF_ANY);
 
 	e->pid = tgid;
 	e->uid = uid;
@@ -111,11 +131,19 @@ SEC("tracepoint/syscalls/sys_exit_execve")
 int tracepoint__syscalls__sys_exit_execve(struct trace_event_raw_sys_exit *ctx)
 {
 	struct event *e;
-	__u32 tgid, tid;
+	__u32 tgid, tid, *owner;
 	__u64 len;
 	int ret;
 
 	tk_current_ids(&tgid, &tid);
+	owner = bpf_map_lookup_elem(&thread_execs, &tgid);
+	if (owner) {
+		/* Leader now: a non-leader exec succeeded.  Or the exec failed in that thread. */
+		if (tid == tgid)
+			tid = *owner;
+		if (tid == *owner)
+			bpf_map_delete_elem(&thread_execs, &tgid);
+	}
 	e = bpf_map_lookup_elem(&execs, &tid);
 	if (!e)
 		return 0;
