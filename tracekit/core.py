@@ -60,6 +60,7 @@ __all__ = [
     "CoreRelocator",
     "relocate",
     "poisoned_insns_in_log",
+    "explain_poison",
     "POISON_CORE",
 ]
 
@@ -394,6 +395,7 @@ class CoreRelocator:
             if fx.poisoned:
                 for k in range(fx.width):
                     self._poisons[(prog_name, fx.insn + k)] = fx
+                _remember_poison(prog_name, fx)
         return out
 
     def explain_poison(self, prog_name: str, insn_index: int) -> str | None:
@@ -893,6 +895,64 @@ def relocate(
     """
     r = relocator or CoreRelocator(local, targets)
     return r.relocate(insns, relos, prog_name=prog_name)
+
+
+# Why recent instructions were poisoned, so a loader holding only the program's plan can
+# explain a verifier failure.  Bounded: a long-running process loads many objects.
+_RECENT_POISONS: dict[tuple[str, int, int, str], str] = {}
+_RECENT_MAX = 4096
+
+
+def _remember_poison(prog_name: str, fx: CoreFixup) -> None:
+    if len(_RECENT_POISONS) >= _RECENT_MAX:
+        _RECENT_POISONS.clear()
+    _RECENT_POISONS[(prog_name, fx.insn, fx.type_id, fx.access)] = fx.reason
+
+
+def explain_poison(spec: object, plan: object, verifier_log: str) -> str | None:
+    """Explain a verifier failure caused by a poisoned CO-RE instruction, or None.
+
+    ``spec`` is the :class:`~tracekit.spec.ObjectSpec` (its ``btf`` is the local BTF) and
+    ``plan`` the program's plan (``name``, ``core_relos`` in the loaded instruction
+    indices).  The log is searched for the poison marker; each poisoned instruction is
+    mapped back to its relocation: program, instruction, type and access string.
+    """
+    insns = poisoned_insns_in_log(verifier_log)
+    if not insns:
+        return None
+    name = getattr(plan, "name", "")
+    relos = {r.insn: r for r in getattr(plan, "core_relos", ())}
+    local: BTF | None = getattr(spec, "btf", None)
+    parts = []
+    for i in insns:
+        r = relos.get(i)
+        if r is None and i > 0 and i - 1 in relos:  # second half of a poisoned ldimm64
+            r = relos[i - 1]
+        if r is None:
+            parts.append(f"insn #{i} carries the CO-RE poison marker but no relocation is recorded there")
+            continue
+        try:
+            kname = CoreKind(r.kind).name
+        except ValueError:
+            kname = f"kind {r.kind}"
+        what = f"[{r.type_id}]"
+        if local is not None:
+            try:
+                what = _Spec_spelled(local, r)
+            except Exception:  # noqa: BLE001 - best effort: the message must not fail
+                what = local.describe(r.type_id)
+        reason = _RECENT_POISONS.get((name, r.insn, r.type_id, r.access), "the target kernel's types do not match")
+        parts.append(f"insn #{r.insn}: {kname} of {what} (access string {r.access!r}): {reason}")
+    return (
+        f"program {name!r} reached an instruction whose CO-RE relocation failed for this kernel: "
+        + "; ".join(parts)
+        + ". Guard such accesses with bpf_core_field_exists()/bpf_core_type_exists() so the "
+        "verifier can prove them dead, or use type definitions matching this kernel."
+    )
+
+
+def _Spec_spelled(local: BTF, relo: CoreRelo) -> str:
+    return CoreRelocator(local, [])._parse(relo).spelled()
 
 
 _POISON_RE = re.compile(r"^(\d+): \(85\) call [^\n]*?#" + str(POISON_CORE) + r"\b", re.M)
