@@ -335,6 +335,11 @@ class Map:
             detail = "array map elements cannot be deleted (set them to zero instead)"
         elif err == _errno.EINVAL and self.type == MapType.STACK_TRACE and op == "update":
             detail = "stack trace maps are filled by bpf_get_stackid(), not from user space"
+        elif err in (ENOTSUPP, _errno.EOPNOTSUPP):
+            detail = (f"the kernel does not support this operation on {self.type.name.lower()} maps"
+                      if isinstance(self.type, MapType) else "operation not supported for this map type")
+            if op.startswith("look up") and self.type in FD_VALUE_TYPES:
+                detail += " (its values are fds the kernel does not report back)"
         elif err in (_errno.EBADF, _errno.EINVAL) and self.type in FD_VALUE_TYPES and op == "update":
             detail = "the value must be the fd of an object this map can hold"
         return error_for_errno(f"{op} {self._what}", err, detail)
@@ -489,7 +494,14 @@ class Map:
 
     def freeze(self) -> None:
         """Make the map read-only for user space (programs may still write unless RDONLY_PROG)."""
-        _bpf.map_freeze(self.fd)
+        try:
+            _bpf.map_freeze(self.fd)
+        except SyscallError as e:
+            if e.errno in (_errno.EPERM, _errno.EBUSY):
+                # The kernel says EPERM once a map lost user write access (frozen, RDONLY).
+                raise error_for_errno(f"freeze {self._what}", e.errno,
+                                      f"{self._what} is already frozen or read-only") from None
+            raise
         self._frozen = True
 
     @property
