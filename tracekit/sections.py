@@ -210,8 +210,8 @@ def parse_section(sec: str) -> SectionDef:
             f"unknown program section {sec!r}: tracekit cannot tell the program type. "
             f"Use a libbpf section name such as tracepoint/<category>/<name>, raw_tp/<name>, "
             f"tp_btf/<name>, fentry/<func>, kprobe/<func>, ksyscall/<name>, uprobe/<path>:<func>, "
-            f"perf_event, syscall, iter/<name>, lsm/<hook>, xdp, tc, socket; "
-            f"supported: {', '.join(SUPPORTED_PREFIXES)}"
+            f"perf_event, syscall, iter/<name>, lsm/<hook>, xdp, tc, socket "
+            f"(all {len(SUPPORTED_PREFIXES)} forms: tracekit.sections.SUPPORTED_PREFIXES)"
         )
     (pat, ptype, atype, kind, flags), target = m
     d = SectionDef(
