@@ -47,12 +47,15 @@ struct event {
 	enum big big;        // 128
 };                       // size 136
 
+struct seq_event { __u64 seq; __u64 k[5]; };  // tests/live/ringbuf_producer.py records (48 bytes)
+
 struct small_event { __u64 ts; __u32 pid; __u32 cpu; char comm[16]; __u64 a; __u64 b; }; // 48
 
 /* Markers: globals make clang emit the types' BTF (a local variable's type alone is not
  * emitted); tracekit's convention names them __event_<map>. */
 struct event *__event_events __attribute__((unused));
 struct small_event *__event_small __attribute__((unused));
+struct seq_event *__event_seq __attribute__((unused));
 union payload *unused_payload __attribute__((unused));
 
 struct {
