@@ -61,16 +61,24 @@ class Link:
             if f is not None:
                 f.close()
 
-    def detach(self) -> None:
-        """Detach now even if the link is pinned or its fd shared (BPF_LINK_DETACH), then close."""
+    def detach(self) -> bool:
+        """Force-detach (BPF_LINK_DETACH) even if the link is pinned or shared, then close.
+
+        Returns False when the kernel cannot force-detach this link type (tracepoint,
+        raw_tp and tracing links as of Linux 6.18 answer EOPNOTSUPP): the fds are closed all
+        the same, which detaches an unpinned link; a pinned one stays until its pin is
+        unlinked.
+        """
+        forced = False
         if self._fd is not None and not self._fd.closed:
             try:
                 _bpf.link_detach(self._fd.fd)
+                forced = True
             except SyscallError as e:
                 if e.errno not in (_errno.EINVAL, _errno.EOPNOTSUPP, ENOTSUPP):
                     raise
-                # Link types without detach support: closing is the only way.
         self.close()
+        return forced
 
     def pin(self, path: str) -> None:
         """Pin on bpffs so the attachment outlives this process (until the pin is unlinked)."""
