@@ -106,7 +106,8 @@ class BTFBuilder:
         self.start_id = len(base) if base is not None else 1
         self.start_str = (base.start_str + len(base.strings)) if base is not None else 0
         self.types: MutableSequence[Type] = [Type(Kind.UNKN)] if base is None else []
-        self._strings = bytearray() if base is not None else bytearray(b"\0")
+        # A split table starts with a NUL too: name look-ups search for "\0name\0".
+        self._strings = bytearray(b"\0")
         self._string_index: dict[bytes, int] | None = None
         self._base_index: dict[bytes, int] | None = None
         self._lookups = 0
