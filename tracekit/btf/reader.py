@@ -174,7 +174,7 @@ class BTF:
             while True:
                 app(i)
                 i += steps[w[i + 1]]
-        except IndexError:
+        except (IndexError, OverflowError):  # OverflowError: an unknown kind's huge step
             pass
         offs.pop()  # the start recorded for the (non-existent) type at the end
         if i != n:
