@@ -383,6 +383,7 @@ class CoreRelocator:
         self._labels = [_btf_label(b, i) for i, b in enumerate(self.targets)]
         self._cands: dict[int, list[Candidate]] = {}
         self._poisons: dict[tuple[str, int], CoreFixup] = {}
+        self._why = ""  # why the last candidate did not match, when it is not plain absence
 
     # -- public ------------------------------------------------------------------------
 
@@ -530,12 +531,17 @@ class CoreRelocator:
                 if _fields_compat(self.local, lm.type, tb, m.type):
                     ts.accs.append(_Acc(tid, i, m.name))
                     return (1, m.type)
+                self._why = (
+                    f"{tb.describe(tid)}.{m.name} is {tb.describe(m.type)}, incompatible with the "
+                    f"local {self.local.describe(lm.type)}"
+                )
                 return (0, 0)
             ts.bit_offset -= m.bit_offset
             ts.raw.pop()
         return None
 
     def _match(self, ls: _Spec, cand: Candidate) -> _Spec | None:
+        self._why = ""
         tb = cand.btf
         tid = cand.type_id
         ts = _Spec(tb, tid, ls.kind)
@@ -745,10 +751,12 @@ class CoreRelocator:
         cands = self.candidates(relo.type_id)
         matched: list[Candidate] = []
         best: tuple[_Res, _Spec, Candidate] | None = None
+        whys: list[str] = []
         for c in cands:
             ts = self._match(ls, c)
             if ts is None:
-                log.debug("%s: candidate %s does not match", fx.spec, c)
+                log.debug("%s: candidate %s does not match%s", fx.spec, c, f": {self._why}" if self._why else "")
+                whys.append(self._why or f"{c} has no {fx.spec}")
                 continue
             res = self._calc(kind, ls, ts)
             log.debug(
@@ -782,7 +790,7 @@ class CoreRelocator:
             res.reason = f"no type named {essential_name(self.local.type(relo.type_id).name)!r} " \
                 f"of a compatible kind in the target BTF"
         elif res.poison:
-            res.reason += " (" + ", ".join(map(str, cands)) + " did not match)"
+            res.reason = f"no target type has a compatible {fx.spec}: " + "; ".join(whys)
         return res, None
 
     # -- patching ------------------------------------------------------------------------

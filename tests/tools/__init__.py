@@ -1,0 +1,1 @@
+"""Test tools of the CO-RE suites (a libbpf-linked C helper for the differential test)."""
