@@ -319,3 +319,25 @@ def test_create_errors(no_leaks: None) -> None:
         Map.create(MapType.ARRAY, 8, 4, 1, name="badkey")  # array keys are u32
     assert ei.value.errno == errno.EINVAL
     assert "array map 'badkey'" in str(ei.value) and "key_size=8" in str(ei.value)
+
+
+def test_map_with_btf_types(no_leaks: None) -> None:
+    import struct
+
+    from tracekit.syscalls import bpf
+
+    strings = b"\0int\0"
+    types = struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32)  # [1] int, signed, 32 bits
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    with bpf.load_btf(hdr + types + strings, "tk") as btf_fd:
+        with Map.create(MapType.HASH, 4, 4, 4, name="tk_btfmap", btf_fd=btf_fd.fd,
+                        btf_key_type_id=1, btf_value_type_id=1) as m:
+            info = m.info()
+            assert info.btf_id == bpf.btf_info(btf_fd.fd).id
+            assert (info.btf_key_type_id, info.btf_value_type_id) == (1, 1)
+            m.update(-1, -2)
+            assert m.lookup(-1) == (-2).to_bytes(4, "little", signed=True)
+        # A value type of the wrong size is refused with EINVAL (the loader retries without BTF).
+        with pytest.raises(SyscallError) as ei:
+            Map.create(MapType.HASH, 4, 8, 4, btf_fd=btf_fd.fd, btf_key_type_id=1, btf_value_type_id=1)
+        assert ei.value.errno == errno.EINVAL

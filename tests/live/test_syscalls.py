@@ -290,3 +290,21 @@ def test_raw_bpf_unknown_command() -> None:
     assert ret < 0 and err == errno.EINVAL
     assert Cmd.MAP_CREATE == 0 and MapType.ARRAY == 2
     assert ctypes.sizeof(bpf.LinkDetachAttr) == 4
+
+
+def test_eperm_without_log_is_permission_denied_with_reason() -> None:
+    # On this host fentry programs are refused with EPERM and an empty verifier log.
+    from tracekit.btf import BTF, Kind
+    from tracekit.uapi import AttachType
+
+    btf = BTF.from_file("/sys/kernel/btf/vmlinux")
+    tid = btf.find_one("do_sys_openat2", Kind.FUNC)
+    assert tid is not None
+    try:
+        fd = bpf.load_program(ProgType.TRACING, ret_imm(0), name="tk_fentry",
+                              expected_attach_type=AttachType.TRACE_FENTRY, attach_btf_id=tid)
+    except PermissionDeniedError as e:
+        assert e.errno == errno.EPERM
+        assert "although we run as root" in str(e)
+    else:  # a kernel where fentry works
+        fd.close()

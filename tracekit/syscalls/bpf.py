@@ -741,10 +741,13 @@ def load_program(
         log += f"\n(verifier log truncated at {MAX_LOG_SIZE} bytes)"
     if not log.strip():
         if err in (_errno.EPERM, _errno.EACCES):
-            raise PermissionDeniedError(
-                f"load program {name!r}", err,
-                "loading BPF programs needs root (CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN)",
-            )
+            if os.geteuid() == 0:
+                why = ("the kernel refused although we run as root: kernel lockdown, a security "
+                       "module, or an attach point this kernel does not allow (e.g. fentry/fexit "
+                       "without ftrace direct calls)")
+            else:
+                why = "loading BPF programs needs root (CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN)"
+            raise PermissionDeniedError(f"load program {name!r}", err, hint or why)
         raise error_for_errno(f"load program {name!r}", err, hint or "the kernel gave no verifier log")
     raise VerifierError(name, err, log, hint)
 
