@@ -7,6 +7,7 @@ import ctypes.util
 import os
 import struct
 import time
+from pathlib import Path
 
 import pytest
 
@@ -380,3 +381,53 @@ def test_bad_relocation_target(full_path):
     assert s.programs["run_me"].relocations[0].insn == 4
     with pytest.raises(RelocationError, match=r"program 'run_me' insn 4: .*LICENSE.*license"):
         load_spec(bytes(data))
+
+
+# --- CO-RE records of subprograms, bundled probes -------------------------------------
+
+
+def test_core_relos_split_relative_to_function():
+    s = load_spec(build_bpf_object("elf_core.bpf.c"))
+    btf = s.btf
+    filler, core = s.function_at(".text", 0), s.function_at(".text", 4)
+    assert (filler.name, len(filler.insns), core.name, len(core.insns)) == ("filler", 4, "core_tgid", 11)
+    assert filler.core_relos == []
+    raw = s.btf_ext.core_relos[".text"]
+    assert [r.insn - 4 for r in raw] == [r.insn for r in core.core_relos] == [1, 7]
+
+    def member(r):
+        t = btf.resolve(r.type_id)
+        return t.name, t.members[int(r.access.split(":")[1])].name, r.kind
+
+    assert [member(r) for r in core.core_relos] == [("task_struct", "tgid", 0), ("task_struct", "pid", 2)]
+    prog = s.programs["on_switch"]
+    assert [(r.insn, member(r)) for r in prog.core_relos] == [(5, ("task_struct", "pid", 0))]
+    assert _relocs(prog) == [(3, RelocKind.CALL, "core_tgid", ".text", 4), (13, RelocKind.CALL, "filler", ".text", 0)]
+    # CO-RE instructions are the ones the access strings talk about: loads/ALU, never calls
+    assert core.insns[1].code != CALL
+
+
+BUNDLED = sorted((Path(__file__).resolve().parents[2] / "tracekit" / "probes").glob("*.bpf.o"))
+
+
+@pytest.mark.parametrize("obj", BUNDLED, ids=[p.name for p in BUNDLED])
+def test_bundled_probes_match_libbpf_and_open_fast(obj):
+    lib = _libbpf()
+    s = load_spec(obj)
+    o = lib.bpf_object__open_file(os.fsencode(obj), None)
+    assert o
+    try:
+        size = ctypes.c_uint32()
+        raw = ctypes.string_at(lib.btf__raw_data(lib.bpf_object__btf(o), ctypes.byref(size)), size.value)
+        assert raw == s.btf.data
+        names, m = [], None
+        while m := lib.bpf_object__next_map(o, m):
+            names.append((lib.bpf_map__name(m).decode(), lib.bpf_map__map_flags(m), lib.bpf_map__value_size(m)))
+        assert names == [(n, x.flags, x.value_size) for n, x in s.maps.items()]
+    finally:
+        lib.bpf_object__close(o)
+    total_core = sum(len(v) for v in s.btf_ext.core_relos.values())
+    assert sum(len(f.core_relos) for f in s.functions.values()) == total_core
+    data = obj.read_bytes()
+    best = min(_timed(lambda d: load_spec(d, name=s.name), data) for _ in range(5))
+    assert best < 0.01, f"opening {obj.name} took {best * 1000:.1f} ms"
