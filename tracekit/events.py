@@ -24,6 +24,7 @@ flexible array member decodes to ``()`` (its bytes are past the struct).
 
 from __future__ import annotations
 
+import gc
 import keyword
 import operator
 import struct
@@ -428,7 +429,17 @@ class EventType:
         st = self._strided_struct(skip, stride)
         if len(blob) != count * stride:
             blob = blob[: count * stride]
-        return list(map(tuple.__new__, repeat(self.record_class), st.iter_unpack(blob)))
+        # Each record is a GC-tracked tuple: building thousands triggers a young-generation
+        # collection every ~700 allocations, which more than halves throughput.  The list is
+        # built in one C call with the GIL held, so pausing the collector around it is
+        # invisible to other code; the allocation count carries over to the next check.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return list(map(tuple.__new__, repeat(self.record_class), st.iter_unpack(blob)))
+        finally:
+            if enabled:
+                gc.enable()
 
     def decode_batch(self, bufs: Sequence[bytes | bytearray | memoryview]) -> list[Any]:
         """Many records; fixed-size records are decoded by one ``iter_unpack``."""
