@@ -153,7 +153,7 @@ class ObjectSpec:
     kern_version: int
     programs: dict[str, ProgramSpec]  # main programs by function name, in file order
     functions: dict[tuple[str, int], FunctionSpec]  # every function (mains too) by (section, insn index)
-    maps: dict[str, MapSpec]  # BTF-defined maps by name, then internal maps by section name
+    maps: dict[str, MapSpec]  # BTF-defined maps by name, then internal maps by their libbpf name ("opensnoo.rodata")
     externs: dict[str, ExternSpec]  # by full symbol name
     sections: dict[str, bytes] = field(default_factory=dict)  # raw data sections by name (read-only copies)
 
