@@ -85,7 +85,9 @@ class Decoder(Protocol):
 
     def decode_batch(self, bufs: Sequence[bytes]) -> list[Any]: ...
 
-    def decode_strided(self, blob: bytes, skip: int, stride: int, count: int) -> list[Any]: ...
+    def decode_strided(self, blob: bytes, skip: int, stride: int, count: int) -> list[Any]:
+        """Optional fast path: ``count`` records ``stride`` apart, ``skip`` bytes in."""
+        ...
 
 
 def _as_fd(fd: Any) -> int:
@@ -185,11 +187,13 @@ def _cutter(ln: int, stride: int) -> struct.Struct:
 class _Drain:
     """The ring protocol over a :class:`RingMemory`; shared by every front end."""
 
-    __slots__ = ("mem", "decoder")
+    __slots__ = ("mem", "decoder", "strided")
 
     def __init__(self, mem: RingMemory, decoder: Decoder | None) -> None:
         self.mem = mem
         self.decoder = decoder
+        # Decoders without the strided entry point get cut records via decode_batch().
+        self.strided = decoder is not None and hasattr(decoder, "decode_strided")
 
     def available(self) -> int:
         """Bytes between consumer and producer (0: empty)."""
@@ -226,12 +230,12 @@ class _Drain:
                 if hdr[start >> 2 : (start >> 2) + n * s4 : s4].tolist().count(first) == n:
                     end = start + n * stride
                     blob = data[start:end].tobytes()
-                    if dec is None:
-                        # One C-level pass cuts every record out of the copy.
-                        st = _cutter(ln, stride)
-                        out.extend(map(_first, st.iter_unpack(blob)))
-                    else:
+                    if dec is not None and self.strided:
                         out.extend(dec.decode_strided(blob, HDR_SIZE, stride, n))
+                    else:
+                        # One C-level pass cuts every record out of the copy.
+                        recs = list(map(_first, _cutter(ln, stride).iter_unpack(blob)))
+                        out.extend(recs if dec is None else dec.decode_batch(recs))
                     got += n
                     cons += n * stride
                     cons_v[0] = cons  # publish once per batch
