@@ -176,7 +176,6 @@ def test_decoder_is_applied_on_both_paths() -> None:
     ring.output(struct.pack("<IIxxxx", 10, 100))  # different length: general path
     rb = RingBuffer.from_memory(ring.memory(), decoder=U32Pair())
     assert rb.read_available() == [(i, i * i) for i in range(11)]
-    ring.output(struct.pack("<II", 1, 2))
     class NoStrided:  # a minimal decoder: decode_batch() gets the fixed-size records
         size = 8
 
@@ -189,6 +188,7 @@ def test_decoder_is_applied_on_both_paths() -> None:
     for i in range(3):
         ring.output(struct.pack("<II", i, 7))
     assert RingBuffer.from_memory(ring.memory(), decoder=NoStrided()).read_available() == [(i, 7) for i in range(3)]
+    ring.output(struct.pack("<II", 1, 2))
     raw = RingBuffer.from_memory(ring.memory(), decoder=U32Pair(), raw=True)
     assert raw.read_available() == [struct.pack("<II", 1, 2)]
 
