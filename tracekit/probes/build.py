@@ -1,5 +1,8 @@
 """Build the bundled BPF probes: ``python -m tracekit.probes.build``.
 
+(``python tracekit/probes/build.py`` works too: this script imports nothing from tracekit,
+so it runs even while the package itself does not import.)
+
 Each ``*.bpf.c`` here is compiled with clang-19 against a ``vmlinux.h`` generated from the
 running kernel's BTF (kept in a build directory, never committed), DWARF is stripped but
 ``.BTF``/``.BTF.ext`` are kept (the loader needs them for CO-RE and the verifier for

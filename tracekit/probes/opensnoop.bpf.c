@@ -45,6 +45,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
+TK_EVENT_TYPE(events, struct event);
 
 static __always_inline bool trace_allowed(__u32 tgid, __u32 tid)
 {

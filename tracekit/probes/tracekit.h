@@ -56,6 +56,15 @@
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
+/*
+ * Name the record type of ring buffer `map` for user space: clang emits BTF only for
+ * types used by a global, a signature or a CO-RE relocation, so a struct that is only
+ * filled through bpf_ringbuf_reserve() may be absent from the object's BTF.  The pointer
+ * `__event_<map>` (8 zero bytes in .bss, never used) keeps it there, and tracekit's event
+ * decoding looks for exactly this name.
+ */
+#define TK_EVENT_TYPE(map, type) type *__event_##map __attribute__((unused))
+
 /* Bump a 64-bit counter in a global (.bss/.data) variable from any CPU. */
 #define tk_count(var) __sync_fetch_and_add(&(var), 1)
 
