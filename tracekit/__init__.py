@@ -43,6 +43,8 @@ from .errors import (
 from .object import Object, ObjectMap, Program
 from .object import open_object as _open_object
 from .probe import EventStream, Probe
+from .library import LibraryView
+from .linker import link
 
 __version__ = "0.1.0"
 
@@ -52,14 +54,18 @@ def open(  # noqa: A001 - the field's name for this operation (libbpf: bpf_objec
     *,
     btf: str | os.PathLike[str] | BTF | None = None,
     name: str | None = None,
+    link: Sequence[str | os.PathLike[str] | bytes] | None = None,
 ) -> Object:
     """Open a BPF object: a path to a ``.bpf.o``, a bundled probe name, or ELF bytes.
+
+    ``link`` names library objects linked in before relocation, so the object can call
+    their global functions and use their variables and maps (:func:`link`).
 
     ``btf`` replaces the running kernel's BTF as the CO-RE target (raw BTF or an ELF with
     ``.BTF``), like libbpf's ``btf_custom_path``.  Nothing touches the kernel until
     :meth:`Object.load`.
     """
-    return _open_object(src, btf=btf, name=name)
+    return _open_object(src, btf=btf, name=name, link=link)
 
 
 def attach(
@@ -105,6 +111,7 @@ __all__ = [
     "ClosedError",
     "ELFError",
     "EventStream",
+    "LibraryView",
     "LoadError",
     "NotSupportedError",
     "Object",
@@ -120,6 +127,7 @@ __all__ = [
     "VerifierError",
     "attach",
     "errors",
+    "link",
     "open",
     "uapi",
 ]

@@ -398,8 +398,8 @@ class Linker:
                         sec.out if sec else None)
             self._globals[sym.name] = _Global(o, is_extern, sym.bind == STB_WEAK, idx, kind, tid, dsec, inp.name)
             return o
-        what_new = f"{'extern ' if is_extern else ''}{'weak ' if sym.bind == STB_WEAK else ''}definition in {inp.name!r}"
-        what_old = f"{'extern ' if g.is_extern else ''}{'weak ' if g.is_weak else ''}definition in {g.where!r}"
+        what_new = f"{'weak ' if sym.bind == STB_WEAK else ''}{'extern declaration' if is_extern else 'definition'}"
+        what_old = f"{'weak ' if g.is_weak else ''}{'extern declaration' if g.is_extern else 'definition'}"
         if not is_extern and not g.is_extern and not g.is_weak and sym.bind != STB_WEAK:
             raise LinkerError(
                 f"conflicting definitions of global symbol {sym.name!r}: strong definitions in both "

@@ -578,17 +578,28 @@ def _kernel_version_code() -> int:
 
 
 def open_object(src: str | os.PathLike[str] | bytes, *, btf: str | os.PathLike[str] | BTF | None = None,
-                name: str | None = None) -> Object:
-    """Parse a BPF object (path, bundled probe name, or ELF bytes) — no kernel involved yet."""
+                name: str | None = None,
+                link: Sequence[str | os.PathLike[str] | bytes] | None = None) -> Object:
+    """Parse a BPF object (path, bundled probe name, or ELF bytes) — no kernel involved yet.
+
+    ``link`` lists more objects (libraries) to statically link with ``src`` first
+    (:func:`tracekit.linker.link`), so its extern functions and variables resolve to them.
+    """
     from . import elf
 
     if isinstance(src, (bytes, bytearray, memoryview)):
-        spec = elf.load_spec(bytes(src), name=name)
+        data: bytes | Path = bytes(src)
     else:
-        path = Path(os.fspath(src))
-        if not path.exists() and "/" not in str(src):
+        data = Path(os.fspath(src))
+        if not data.exists() and "/" not in str(src):
             from . import probes
 
-            path = probes.path(str(src))
-        spec = elf.load_spec(path, name=name)
+            data = probes.path(str(src))
+    if link:
+        from .linker import link as _link
+
+        if isinstance(data, Path):
+            name = name or elf.object_name(data)
+        data = _link([data, *link])
+    spec = elf.load_spec(data, name=name)
     return Object(spec, btf=btf)
