@@ -104,7 +104,8 @@ class BTF:
             raise BTFError(f"{self._what()}: type section is not 4-byte aligned")
         tstart = hdr_len + type_off
         self._words = array("I")
-        self._words.frombytes(self.data[tstart : tstart + type_len])
+        # via a memoryview: one copy of the type section instead of two
+        self._words.frombytes(memoryview(self.data)[tstart : tstart + type_len])
         if (self.endian == "<") != (sys.byteorder == "little"):
             self._words.byteswap()
         sstart = hdr_len + str_off
