@@ -40,7 +40,7 @@ from pathlib import Path
 
 from .btf.ext import BTF_EXT_MAGIC, CORE_RELO_SIZE, FUNC_INFO_SIZE, LINE_INFO_SIZE, BTFExt
 from .btf.reader import BTF
-from .btf.types import LINKAGE_EXTERN, LINKAGE_GLOBAL, LINKAGE_STATIC, Kind, Member, Param, Type, VarSecinfo
+from .btf.types import LINKAGE_EXTERN, LINKAGE_STATIC, Kind, Member, Param, Type, VarSecinfo
 from .btf.writer import BTFBuilder
 from .errors import BTFError, LinkerError
 
@@ -516,10 +516,10 @@ class Linker:
                 kind, tid, _ = self._btf_of(inp, _InSym(name, 0, 0, 0, STT_NOTYPE, 0, 0))
                 if kind is None or g.btf_kind is None or idx == g.owner:
                     continue
-                t = inp.btf.type(tid)  # type: ignore[union-attr]
-                if t.linkage == LINKAGE_EXTERN or (kind == Kind.VAR and t.linkage != LINKAGE_STATIC and not g.is_extern):
-                    if t.linkage == LINKAGE_EXTERN:
-                        folded[(idx, tid)] = (g.owner, g.btf_id)
+                # an extern's type becomes its definition's (or the first extern's); a weak
+                # definition that lost keeps its type: its dead code still has func_info
+                if inp.btf.type(tid).linkage == LINKAGE_EXTERN:  # type: ignore[union-attr]
+                    folded[(idx, tid)] = (g.owner, g.btf_id)
         # first pass: output ids of kept types
         next_id = 1
         for idx, inp in enumerate(self._inputs):
@@ -534,8 +534,7 @@ class Linker:
             inp.type_map = tm
         for (idx, tid), (oidx, otid) in folded.items():
             self._inputs[idx].type_map[tid] = self._inputs[oidx].type_map[otid]
-        # the winning definition of an extern-first name: its type is the definition's, and
-        # a resolved extern FUNC/VAR must not keep extern linkage (kernel rejects extern VARs)
+        # second pass: the kept types, with every reference (including to folded externs) remapped
         for idx, inp in enumerate(self._inputs):
             btf = inp.btf
             assert btf is not None
