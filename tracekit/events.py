@@ -404,12 +404,19 @@ class EventType:
     # -- decoding --------------------------------------------------------------------------
 
     def decode(self, buf: bytes | bytearray | memoryview) -> Any:
-        """One record (extra trailing bytes are ignored)."""
+        """One record (extra trailing bytes are ignored).
+
+        A record shorter than the struct is decoded as if zero-padded: programs commonly
+        emit only the used prefix of a large event (execsnoop sends ``args`` up to
+        ``args_size``), and the missing tail then reads as zeros / empty strings.
+        """
         try:
             return tuple.__new__(self.record_class, self.struct.unpack_from(buf))
         except struct.error:
-            raise DecodeError(f"record of {len(buf)} bytes is shorter than {self.name} "
-                              f"({self.size} bytes)") from None
+            if len(buf) >= self.struct.size:
+                raise DecodeError(f"record of {len(buf)} bytes does not decode as {self.name}") from None
+            padded = bytes(buf) + bytes(self.struct.size - len(buf))
+            return tuple.__new__(self.record_class, self.struct.unpack_from(padded))
 
     def _strided_struct(self, skip: int, stride: int) -> struct.Struct:
         key = (skip, stride)

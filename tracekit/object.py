@@ -143,11 +143,15 @@ class Program:
         self._obj._links.append(link)
         return link
 
-    def test_run(self, ctx: bytes = b"", data: bytes = b"", *, repeat: int = 1) -> int:
-        """Run the program once through BPF_PROG_TEST_RUN (syscall, raw_tp, ... programs)."""
+    def test_run(self, ctx: bytes = b"", data: bytes = b"", *, repeat: int = 0) -> int:
+        """Run the program through BPF_PROG_TEST_RUN (syscall, raw_tp, ... programs); its r0.
+
+        Empty buffers are passed as NULL and ``repeat`` defaults to 0: SEC("syscall")
+        programs refuse any data buffer and a repeat count.
+        """
         from .syscalls import bpf
 
-        return bpf.prog_test_run(self.fd, ctx_in=ctx, data_in=data, repeat=repeat).retval
+        return bpf.prog_test_run(self.fd, ctx_in=ctx or None, data_in=data or None, repeat=repeat).retval
 
     def _close(self) -> None:
         if self._fd is not None:
@@ -237,6 +241,11 @@ class Object:
             if m.is_internal and m.section != ".kconfig":
                 self._globals[m.section] = GlobalData(m.section, spec.btf, m.datasec_type_id, m.data or bytes(m.value_size))
         self._btf_fd: FD | None = None
+        # kernel externs (tracekit.externs) and BTF preparation state of the current load
+        self._user_kconfig: dict[str, Any] = {}
+        self._extern_res: Any = None
+        self._prog_externs: dict[str, Any] = {}
+        self._func_info_ok = True
         self._links: list[Any] = []
         self._mmaps: list[Any] = []
         self._readers: list[Any] = []
@@ -277,9 +286,14 @@ class Object:
             return [t]
         return [kernel.load_target(os.fspath(t))]
 
-    def load(self) -> Object:
-        """Create maps and load every autoload program; on error nothing is left behind."""
+    def load(self, *, kconfig: dict[str, Any] | None = None) -> Object:
+        """Create maps and load every autoload program; on error nothing is left behind.
+
+        ``kconfig`` gives ``__kconfig`` extern values (``{"CONFIG_HZ": 250, "CONFIG_X": "y"}``)
+        that win over the kernel's config file (needed where the kernel has none).
+        """
         self._check_open()
+        self._user_kconfig = dict(kconfig or {})
         if self.loaded:
             raise TracekitError(f"object {self.name!r} is already loaded")
         try:
@@ -300,20 +314,40 @@ class Object:
         }
         if not plans:
             raise LoadError(f"object {self.name!r}: no program is enabled (all have autoload=False)")
-        self._load_btf()
+        self._resolve_externs(plans, targets)
+        self._load_btf(plans)
         map_fds = self._create_maps()
         for name, plan in plans.items():
             prog = self.programs[name]
             prog.plan = plan
             prog._fd = self._load_program(bpf, plan, map_fds, targets)
 
-    def _load_btf(self) -> None:
+    def _resolve_externs(self, plans: dict[str, ProgramPlan], targets: Sequence[BTF]) -> None:
+        """kfunc/ksym/kconfig externs: resolve (pure, tracekit.externs) and patch each plan."""
+        self._extern_res, self._prog_externs = None, {}
+        if not self.spec.externs:
+            return
+        from . import externs, kconfig
+
+        facts = kconfig.gather_facts(self.spec, targets, self._user_kconfig)
+        self._extern_res = externs.resolve_externs(self.spec, facts)
+        self._prog_externs = {n: externs.patch_program(p, self._extern_res) for n, p in plans.items() if p.extern_refs}
+
+    def _load_btf(self, plans: dict[str, ProgramPlan] | None = None) -> None:
+        from . import features
+        from .btf.sanitize import prepare
         from .syscalls import bpf
 
         if self.spec.btf is None:
             return
+        # Old kernels: rewrite BTF kinds they lack, and retype __arg_ctx arguments (libbpf's order).
+        progs = [(n, p.spec.prog_type, p.func_info) for n, p in (plans or {}).items()]
+        prep = prepare(self.spec.btf, features.btf_features(), progs, arg_ctx_native=features.arg_ctx_tag)
+        for n, fi in prep.func_info.items():
+            plans[n].func_info = fi  # type: ignore[index]
+        self._func_info_ok = prep.func_info_ok
         try:
-            self._btf_fd = bpf.load_btf(self.spec.btf.data)
+            self._btf_fd = bpf.load_btf(prep.data)
         except BTFLoadError as e:
             # Programs load without BTF too (no func/line info); libbpf continues likewise.
             log.warning("object %s: kernel rejected its BTF, loading without it: %s", self.name, e)
@@ -368,24 +402,48 @@ class Object:
         s = om.spec
         gd = self._globals.get(s.section)
         contents = gd._bytes() if gd is not None else (s.data or bytes(s.value_size))
-        if s.value_size:
-            mm = m.mmap_value()
-            mm[: len(contents)] = contents
-            if s.readonly:
-                mm.close()
-                m.freeze()
-                mm = m.mmap_value(writable=False)
-            self._mmaps.append(mm)
+        if s.section == ".kconfig" and self._extern_res is not None:
+            contents = self._extern_res.kconfig_data
+        if not s.value_size:
+            return
+        # Initial contents go in with one update (a writable mmap of a BPF_F_RDONLY_PROG map
+        # is refused), then read-only sections are frozen before any program can see them.
+        m.update(0, bytes(contents).ljust(s.value_size, b"\0"))
+        if s.readonly:
+            m.freeze()
+        if not m.flags & uapi.BPF_F_MMAPABLE:
+            # no non-static variable: nothing for user space to reach
             if gd is not None:
-                gd._rebind(mm, writable=not s.readonly)
+                gd._rebind(bytearray(contents), writable=False)
+            return
+        mm = m.mmap_value(writable=not s.readonly)
+        self._mmaps.append(mm)
+        if gd is not None:
+            gd._rebind(mm, writable=not s.readonly)
 
     def _load_program(self, bpf: Any, plan: ProgramPlan, map_fds: dict[str, int], targets: Sequence[BTF]) -> FD:
         spec = plan.spec
-        if plan.extern_refs:
-            names = ", ".join(sorted({r.name for r in plan.extern_refs}))
-            raise NotSupportedError("kernel externs (kfunc/ksym/kconfig)", detail=f"program {spec.name!r} uses {names}")
-        insns = encode(plan.fill_fds(map_fds))
+        raw_insns = plan.fill_fds(map_fds)
+        # module BTF fds for kfuncs (fd_array) and typed ksyms of modules (ldimm64)
+        pe = self._prog_externs.get(spec.name)
+        ext_fds: dict[int, FD] = {}
+        fd_array = None
+        if pe is not None:
+            from .btf import kernel
+
+            try:
+                for t in sorted(pe.targets):
+                    ext_fds[t] = kernel.module_btf_fd(targets[t])
+            except BaseException:
+                for f in ext_fds.values():
+                    f.close()
+                raise
+            raw = {t: f.fd for t, f in ext_fds.items()}
+            pe.fill_btf_fds(raw_insns, raw)
+            fd_array = pe.fd_array(raw)
+        insns = encode(raw_insns)
         btf_fd = self._btf_fd.fd if self._btf_fd is not None else 0
+        with_info = bool(btf_fd) and self._func_info_ok
         attach_btf_obj_fd = 0
         module_fd = None
         if plan.attach_btf_target > 0:
@@ -404,14 +462,18 @@ class Object:
                 attach_btf_id=plan.attach_btf_id,
                 attach_btf_obj_fd=attach_btf_obj_fd,
                 prog_btf_fd=btf_fd,
-                func_info=encode_func_info(plan.func_info) if btf_fd else b"",
+                func_info=encode_func_info(plan.func_info) if with_info else b"",
                 func_info_rec_size=FUNC_INFO_SIZE,
-                line_info=encode_line_info(plan.line_info) if btf_fd else b"",
+                line_info=encode_line_info(plan.line_info) if with_info else b"",
                 line_info_rec_size=LINE_INFO_SIZE,
                 kern_version=spec.kern_version or _kernel_version_code(),
                 prog_flags=uapi.BPF_F_SLEEPABLE if spec.sleepable else 0,
+                fd_array=fd_array,
             )
         except VerifierError as e:
+            ext_hint = pe.explain_poison(e.log) if pe is not None else None
+            if ext_hint:
+                raise VerifierError(spec.name, e.errno, e.log, hint=ext_hint) from None
             if str(POISON_CORE) in e.log:
                 from . import core
 
@@ -422,6 +484,8 @@ class Object:
         finally:
             if module_fd is not None:
                 module_fd.close()
+            for f in ext_fds.values():
+                f.close()
 
     # --- attach and events ----------------------------------------------------------------------
 

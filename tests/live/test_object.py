@@ -92,9 +92,13 @@ def test_non_root_gets_permission_error() -> None:
     code = textwrap.dedent(
         """
         import os, sys
-        os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
-        import tracekit
+        # Import (and parse, which is pure) as root: after the drop, root's Python install
+        # under /root may not be readable. Then everything that talks to the kernel runs
+        # as nobody.
+        import tracekit, tracekit.syscalls.bpf, tracekit.maps, tracekit.links, tracekit.btf.kernel
+        import tracekit.core, tracekit.ringbuf, tracekit.events
         obj = tracekit.open("opensnoop")
+        os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
         try:
             obj.load()
         except tracekit.PermissionDeniedError as e:

@@ -3,7 +3,7 @@
 #include <bpf/bpf_helpers.h>
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);   /* array lookups with a constant key are proven non-NULL on new kernels */
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);

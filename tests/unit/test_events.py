@@ -99,12 +99,13 @@ def test_decode_batch_fixed_and_mixed(btf: BTF) -> None:
     assert et.decode_strided(blob, 8, 56, 50) == out
 
 
-def test_short_record_is_an_error(btf: BTF) -> None:
+def test_short_record_decodes_zero_padded(btf: BTF) -> None:
+    # Programs emit only the used prefix of big events; the missing tail reads as zeros.
     et = EventType.from_btf(btf, "small_event")
-    with pytest.raises(DecodeError, match="shorter than small_event"):
-        et.decode(bytes(47))
-    with pytest.raises(DecodeError):
-        et.decode_batch([bytes(40), bytes(40)])
+    full = et.decode(bytes(range(40)) + bytes(8))
+    short = et.decode(bytes(range(40)))
+    assert short == full
+    assert et.decode_batch([bytes(40), bytes(40)]) == [et.decode(bytes(48))] * 2
 
 
 def test_union_type_and_padding(btf: BTF) -> None:
