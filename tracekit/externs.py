@@ -268,6 +268,8 @@ def _resolve_ksym(spec: ObjectSpec, ext: ExternSpec, facts: KernelFacts) -> Reso
             if ext.weak:
                 return ResolvedExtern(ext, False, note="not in kallsyms")
             raise ExternError(f"ksym {ext.name!r}: no such symbol in /proc/kallsyms")
+        if addr == -1:
+            raise ExternError(f"ksym {ext.name!r}: /proc/kallsyms lists several addresses for it (ambiguous)")
         if addr == 0 and not ext.weak:
             raise ExternError(
                 f"ksym {ext.name!r}: /proc/kallsyms shows address 0 (hidden by kernel.kptr_restrict? "
