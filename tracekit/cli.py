@@ -7,8 +7,10 @@ arguments and returning an exit status.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import TracekitError
 
@@ -20,6 +22,55 @@ def _cmd_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def _features(args: argparse.Namespace) -> int:
+    from . import features
+
+    if args.feature:
+        results: dict[str, Any] = {}
+        for name in args.feature:
+            fn = getattr(features, name, None)
+            if name.startswith(("prog_type_", "map_type_", "attach_type_")):
+                kind, _, what = name.partition("_type_")
+                results[name] = getattr(features, f"{kind}_type")(what)
+            elif callable(fn) and name in features.probe_names():
+                results[name] = fn()
+            else:
+                print(f"tracekit features: unknown feature {name!r}; known: {', '.join(features.probe_names())}",
+                      file=sys.stderr)
+                return 2
+    else:
+        results = features.probe_all()
+    if args.json:
+        json.dump(results, sys.stdout, indent=2, sort_keys=False)
+        print()
+        return 0
+    _print_table(results)
+    return 0
+
+
+def _print_table(results: dict[str, Any], indent: str = "") -> None:
+    width = max((len(k) for k, v in results.items() if not isinstance(v, dict)), default=0)
+    for key, value in results.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            _print_table(value, indent + "  ")
+        elif isinstance(value, bool):
+            print(f"{indent}{key:<{width}}  {'yes' if value else 'no'}")
+        else:
+            print(f"{indent}{key:<{width}}  {value}")
+
+
+def _add_features(sub: Any) -> None:
+    p = sub.add_parser(
+        "features",
+        help="probe what the running kernel supports (BTF kinds, program/map/attach types, ...)",
+        description="Run tracekit's feature probes against the running kernel (needs root).",
+    )
+    p.add_argument("feature", nargs="*", help="only these probes (e.g. btf_float arg_ctx_tag prog_type_kprobe)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_features)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracekit", description="CO-RE BPF tracing in pure Python")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -27,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("out", metavar="OUT", help="the linked object to write")
     lk.add_argument("inputs", metavar="IN", nargs="+", help="relocatable BPF objects (.bpf.o) to link")
     lk.set_defaults(func=_cmd_link)
+    _add_features(sub)
     return p
 
 

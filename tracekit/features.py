@@ -341,7 +341,9 @@ def _map_type(t: int) -> bool:
         key = 0
     elif name == "LPM_TRIE":
         key, flags = 8, uapi.BPF_F_NO_PREALLOC
-    elif name in ("CGROUP_STORAGE", "PERCPU_CGROUP_STORAGE"):
+    elif name == "STACK_TRACE":
+        value = 8  # an array of u64 instruction pointers
+    elif name.startswith(("CGROUP_STORAGE", "PERCPU_CGROUP_STORAGE")):
         key, entries = 12, 0
     elif name in ("SK_STORAGE", "INODE_STORAGE", "TASK_STORAGE", "CGRP_STORAGE"):
         entries, flags = 0, uapi.BPF_F_NO_PREALLOC
@@ -426,6 +428,11 @@ _FLAGS = (btf, btf_func, btf_func_global, btf_datasec, btf_qmark_datasec, btf_fl
           btf_type_tag, btf_enum64, arg_ctx_tag, bpf_cookie, syscall_wrapper)
 
 
+def probe_names() -> list[str]:
+    """Names of the yes/no probes (keys of :func:`probe_all` besides the type tables)."""
+    return [fn.__name__ for fn in _FLAGS]
+
+
 def probe_all() -> dict[str, Any]:
     """Every probe result: ``{"btf_func": True, ..., "prog_type": {"kprobe": True, ...},
     "map_type": {...}, "attach_type": {...}}`` plus the kernel release."""
@@ -485,5 +492,5 @@ def override(**values: bool) -> Iterator[None]:
 __all__ = [
     "arg_ctx_tag", "attach_type", "bpf_cookie", "btf", "btf_datasec", "btf_decl_tag", "btf_enum64",
     "btf_features", "btf_float", "btf_func", "btf_func_global", "btf_qmark_datasec", "btf_type_tag",
-    "map_type", "override", "probe_all", "prog_type", "reset", "syscall_wrapper",
+    "map_type", "override", "probe_all", "probe_names", "prog_type", "reset", "syscall_wrapper",
 ]
