@@ -119,13 +119,19 @@ def link_program(spec: ObjectSpec, prog: ProgramSpec) -> ProgramPlan:
         core_relos=[CoreRelo(r.insn, r.type_id, r.access, r.kind, r.access_off) for r in prog.core_relos],
     )
     plan.layout[prog.key] = 0
-    pending: list[tuple[int, Relocation]] = [(0, r) for r in prog.relocations]
-    # Relocations are processed in order; appending a callee adds its own relocations to
-    # the queue, so the transitive closure is appended breadth-first, each function once.
-    i = 0
-    while i < len(pending):
-        base, rel = pending[i]
-        i += 1
+    # Depth-first in instruction order, appending each callee the first time it is
+    # reached and relocating it right away: libbpf's bpf_object__reloc_code order, so
+    # the final instructions are identical to libbpf's (the differential tests rely on it).
+    _relocate_function(spec, plan, prog, 0)
+    # The kernel wants func_info sorted by instruction and line_info likewise.
+    plan.func_info.sort(key=lambda r: r.insn)
+    plan.line_info.sort(key=lambda r: r.insn)
+    return plan
+
+
+def _relocate_function(spec: ObjectSpec, plan: ProgramPlan, fn: FunctionSpec, base: int) -> None:
+    prog = plan.spec
+    for rel in sorted(fn.relocations, key=lambda r: r.insn):
         at = base + rel.insn
         kind = rel.kind
         if kind in (RelocKind.CALL, RelocKind.SUBPROG_ADDR):
@@ -138,7 +144,7 @@ def link_program(spec: ObjectSpec, prog: ProgramSpec) -> ProgramPlan:
             start = plan.layout.get(callee.key)
             if start is None:
                 start = _append(plan, callee)
-                pending.extend((start, r) for r in callee.relocations)
+                _relocate_function(spec, plan, callee, start)
             ins = plan.insns[at]
             if kind == RelocKind.CALL:
                 if not ins.is_call:
@@ -163,10 +169,6 @@ def link_program(spec: ObjectSpec, prog: ProgramSpec) -> ProgramPlan:
             plan.extern_refs.append(ExternRef(at, rel.symbol, kind))
         else:  # pragma: no cover - RelocKind is closed
             raise RelocationError(f"program {prog.name!r}: unknown relocation kind {kind}")
-    # The kernel wants func_info sorted by instruction and line_info likewise.
-    plan.func_info.sort(key=lambda r: r.insn)
-    plan.line_info.sort(key=lambda r: r.insn)
-    return plan
 
 
 def _check_ldimm64(plan: ProgramPlan, at: int) -> None:

@@ -164,3 +164,17 @@ def test_programs_autoload_and_map_sizes() -> None:
         assert obj.maps["events"].map.max_entries == 1 << 16
         with pytest.raises(tracekit.TracekitError, match="before load"):
             obj.maps["events"].max_entries = 4096
+
+
+def test_subprograms_callbacks_and_shared_code_run(bpf_objects) -> None:
+    require_live()
+    with tracekit.open(bpf_objects("plan_calls.bpf.c")) as obj:
+        obj.rodata.scale = 5
+        obj.attach()
+        os.getppid()
+        # bpf_loop(4, loop_cb): sum of leaf(i) = i*5 + 11 for i in 0..3 per sys_enter
+        assert obj.bss.total >= 4 * 11 + 5 * (0 + 1 + 2 + 3)
+        counts = obj.maps["counts"]
+        keys = {int.from_bytes(k, "little") for k in counts.keys()}
+        assert {1, 7} <= keys
+        assert int.from_bytes(counts.lookup(1), "little") >= 1

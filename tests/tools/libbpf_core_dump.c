@@ -37,6 +37,7 @@ struct captured {
 	char name[BPF_OBJ_NAME_LEN];
 	struct bpf_insn *insns;
 	unsigned int cnt;
+	int used;
 };
 static struct captured cap[256];
 static int ncap;
@@ -143,10 +144,15 @@ int main(int argc, char **argv)
 
 		if (!bpf_program__autoload(prog))
 			continue;
-		/* the kernel-visible name is truncated to BPF_OBJ_NAME_LEN - 1 */
+		/* The kernel-visible name is truncated to BPF_OBJ_NAME_LEN - 1, so several
+		 * programs can share it: libbpf loads them in object order, so take the first
+		 * capture with that name not given to an earlier program. */
 		for (int i = 0; i < ncap; i++)
-			if (!strncmp(cap[i].name, name, BPF_OBJ_NAME_LEN - 1))
+			if (!cap[i].used && !strncmp(cap[i].name, name, BPF_OBJ_NAME_LEN - 1)) {
 				c = &cap[i];
+				c->used = 1;
+				break;
+			}
 		if (!c) {
 			printf("error %d program %s was not loaded\n", ENOENT, name);
 			return 1;
