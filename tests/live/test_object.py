@@ -178,3 +178,29 @@ def test_subprograms_callbacks_and_shared_code_run(bpf_objects) -> None:
         keys = {int.from_bytes(k, "little") for k in counts.keys()}
         assert {1, 7} <= keys
         assert int.from_bytes(counts.lookup(1), "little") >= 1
+
+
+def test_attach_kinds_auto_and_explicit(bpf_objects) -> None:
+    require_live()
+    with tracekit.open(bpf_objects("attach_kinds.bpf.c")) as obj:
+        obj.rodata.target_tgid = os.getpid()
+        links = obj.attach()  # loads, then attaches every program whose SEC() says where
+        assert len(links) == 3
+        assert not obj.programs["on_manual"].links
+        with obj.programs["on_manual"].attach("sys_enter") as manual:
+            os.getppid()
+            os.getppid()
+        os.getppid()  # after the explicit link is closed, on_manual no longer runs
+        assert obj.bss.tp_hits == 3
+        assert obj.bss.btf_hits == 3
+        assert obj.data.last_syscall_id == 110
+        assert obj.bss.raw_hits >= 3
+        manual_hits = obj.bss.manual_hits
+        assert manual_hits >= 2
+        os.getppid()
+        assert obj.bss.manual_hits == manual_hits
+        assert manual.closed
+        assert obj.bss.tp_hits == 4
+    # closing the object detached everything; its globals stay readable as a snapshot
+    os.getppid()
+    assert obj.bss.tp_hits == 4
