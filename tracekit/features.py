@@ -344,7 +344,7 @@ def _map_type(t: int) -> bool:
     elif name == "STACK_TRACE":
         value = 8  # an array of u64 instruction pointers
     elif name.startswith(("CGROUP_STORAGE", "PERCPU_CGROUP_STORAGE")):
-        key, entries = 12, 0
+        key, entries = 16, 0  # struct bpf_cgroup_storage_key, padded
     elif name in ("SK_STORAGE", "INODE_STORAGE", "TASK_STORAGE", "CGRP_STORAGE"):
         entries, flags = 0, uapi.BPF_F_NO_PREALLOC
         b = BTFBuilder()

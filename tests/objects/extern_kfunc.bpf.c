@@ -61,6 +61,9 @@ int use_kfuncs(void *ctx)
 #ifdef STRONG_MISSING
 	missing_ret = tracekit_no_such_kfunc_strong(1);
 #endif
+#ifdef UNGUARDED
+	missing_ret = tracekit_no_such_kfunc(2); /* weak and absent, reachable: must not load */
+#endif
 #ifdef STRONG_BAD_PROTO
 	t2 = bpf_task_acquire(t, 1);
 	if (t2)
