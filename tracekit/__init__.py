@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from . import errors, uapi
+from . import errors, features, uapi
 from .btf.reader import BTF
 from .errors import (
     AttachError,
@@ -127,6 +127,7 @@ __all__ = [
     "VerifierError",
     "attach",
     "errors",
+    "features",
     "link",
     "open",
     "uapi",
