@@ -329,6 +329,11 @@ class Object:
             return
         from . import externs, kconfig
 
+        if self._btf_target is not None and any(e.kind in ("kfunc", "ksym") for e in self.spec.externs.values()):
+            # A user-given BTF only steers CO-RE; kernel ids must come from the running kernel (libbpf too).
+            from .btf import kernel
+
+            targets = [kernel.vmlinux(), *kernel.modules().values()]
         facts = kconfig.gather_facts(self.spec, targets, self._user_kconfig)
         self._extern_res = externs.resolve_externs(self.spec, facts)
         self._prog_externs = {n: externs.patch_program(p, self._extern_res) for n, p in plans.items() if p.extern_refs}
