@@ -9,6 +9,8 @@ Closing the :class:`Link` detaches in every case.
 from __future__ import annotations
 
 import errno as _errno
+import logging
+from collections.abc import Callable
 
 from .errors import AttachError, NotSupportedError, PermissionDeniedError, SyscallError
 from .fd import FD
@@ -18,12 +20,14 @@ from .syscalls import perf as _perf
 from .syscalls.bpf import ENOTSUPP, LinkInfo
 from .uapi import AttachType
 
+log = logging.getLogger("tracekit.links")
+
 
 class Link:
     """An attachment; ``close()`` (or ``detach()``) removes it.  Idempotent; a context manager."""
 
     def __init__(self, fd: FD | None, *, perf_fd: FD | None = None, kind: str, target: str,
-                 cookie: int = 0) -> None:
+                 cookie: int = 0, cleanup: Callable[[], None] | None = None) -> None:
         if fd is None and perf_fd is None:
             raise ValueError("a Link needs a BPF link fd or a perf event fd")
         self._fd = fd
@@ -31,6 +35,10 @@ class Link:
         self.kind = kind
         self.target = target
         self.cookie = cookie
+        # Runs once after the fds are closed: removes what the attachment created outside
+        # the fds (a legacy tracefs kprobe/uprobe event, which the kernel refuses to
+        # delete while a perf event still uses it).
+        self._cleanup = cleanup
 
     @property
     def fd(self) -> int:
@@ -60,6 +68,12 @@ class Link:
         for f in (self._fd, self._perf_fd):
             if f is not None:
                 f.close()
+        cleanup, self._cleanup = self._cleanup, None
+        if cleanup is not None:
+            try:
+                cleanup()
+            except Exception as e:  # closing must not raise; the event is swept later
+                log.warning("%s: cleanup after detach failed: %s", self, e)
 
     def detach(self) -> bool:
         """Force-detach (BPF_LINK_DETACH) even if the link is pinned or shared, then close.
@@ -111,21 +125,27 @@ def _attach_error(what: str, e: SyscallError, hint: str) -> Exception:
 
 
 def attach_perf_event(prog_fd: int, perf_fd: FD, *, cookie: int = 0, kind: str = "perf_event",
-                      target: str = "") -> Link:
+                      target: str = "", cleanup: Callable[[], None] | None = None,
+                      force_ioctl: bool = False) -> Link:
     """Attach to an open perf event (tracepoint, kprobe, uprobe PMU event); takes ``perf_fd``.
 
     BPF_LINK_CREATE with BPF_PERF_EVENT (carries ``cookie``); on kernels without perf
-    links, PERF_EVENT_IOC_SET_BPF + ENABLE.  ``perf_fd`` is closed on failure.
+    links, PERF_EVENT_IOC_SET_BPF + ENABLE (``force_ioctl`` takes that path directly, to
+    test it).  ``perf_fd`` is closed and ``cleanup`` run on failure; on success the Link
+    owns both.
     """
     what = f"{kind} {target}".strip()
     try:
-        try:
-            lfd = _bpf.link_create(prog_fd, perf_fd.fd, AttachType.PERF_EVENT, bpf_cookie=cookie)
-            return Link(lfd, perf_fd=perf_fd, kind=kind, target=target, cookie=cookie)
-        except PermissionDeniedError:
-            raise
-        except SyscallError as e:
-            link_err = e
+        if force_ioctl:
+            link_err: SyscallError | str = "not tried (force_ioctl)"
+        else:
+            try:
+                lfd = _bpf.link_create(prog_fd, perf_fd.fd, AttachType.PERF_EVENT, bpf_cookie=cookie)
+                return Link(lfd, perf_fd=perf_fd, kind=kind, target=target, cookie=cookie, cleanup=cleanup)
+            except PermissionDeniedError:
+                raise
+            except SyscallError as e:
+                link_err = e
         # LINK_CREATE failed: maybe an old kernel without perf links; try the ioctl path.
         try:
             _perf.set_bpf(perf_fd.fd, prog_fd)
@@ -133,16 +153,21 @@ def attach_perf_event(prog_fd: int, perf_fd: FD, *, cookie: int = 0, kind: str =
             if isinstance(e2, PermissionDeniedError):
                 raise
             hint = ("is the program of the right type for this hook (e.g. SEC(\"tracepoint/...\") "
-                    "for a tracepoint)?")
+                    "for a tracepoint, SEC(\"kprobe/...\") or SEC(\"uprobe/...\") for a probe)?")
             raise AttachError(f"cannot attach {what}: {link_err}; PERF_EVENT_IOC_SET_BPF also "
                               f"failed: {e2}; {hint}") from None
         if cookie:
             raise NotSupportedError("BPF cookies on perf-event attachments", "5.15",
                                     "this kernel has no BPF perf links")
         _perf.enable(perf_fd.fd)
-        return Link(None, perf_fd=perf_fd, kind=kind, target=target)
+        return Link(None, perf_fd=perf_fd, kind=kind, target=target, cleanup=cleanup)
     except BaseException:
         perf_fd.close()
+        if cleanup is not None:
+            try:
+                cleanup()
+            except Exception as e:
+                log.warning("cleanup after failed attach of %s failed: %s", what, e)
         raise
 
 

@@ -1,0 +1,161 @@
+"""User-space probes: uprobe/uretprobe on a function of an ELF binary or shared library.
+
+The kernel wants a *file offset*; programs name a symbol.  The symbol is looked up in
+``.symtab`` and ``.dynsym`` (stripped libraries keep only the latter), and its virtual
+address is turned into a file offset through the PT_LOAD program header containing it
+(``vaddr - p_vaddr + p_offset``), which is right for executables, PIEs and shared
+libraries alike.  Attachment goes through the uprobe PMU (``config1`` = path,
+``config2`` = offset), or through tracefs ``uprobe_events`` where there is no PMU.
+
+Targets, as in libbpf's section names: ``/path/to/bin:func``, ``bin:func+0x10``,
+``libc.so.6:malloc``, ``/path:0x1234`` (a raw file offset).  A bare name is looked up in
+the library directories (names containing ``.so``) or in ``$PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .errors import AttachError, PermissionDeniedError, SyscallError
+from .kprobe import open_legacy_probe, open_pmu_probe, pmu_type, remove_legacy_event
+from .links import Link, attach_perf_event
+
+LIB_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
+            "/usr/local/lib")
+
+STT_FUNC = "STT_FUNC"
+STT_GNU_IFUNC = "STT_LOOS"  # pyelftools names STT_GNU_IFUNC (10) by its range start
+_BIND_RANK = {"STB_GLOBAL": 0, "STB_WEAK": 1, "STB_LOCAL": 2}
+
+
+@dataclass(frozen=True)
+class UprobeTarget:
+    path: str
+    func: str  # "" for a raw offset
+    offset: int  # added to the symbol's file offset, or the raw file offset
+
+
+def parse_uprobe_target(target: str) -> UprobeTarget:
+    """``path:func[+off]`` or ``path:0xOFFSET`` -> :class:`UprobeTarget`."""
+    path, sep, rest = target.rpartition(":")
+    if not sep or not path or not rest:
+        raise AttachError(f"invalid uprobe target {target!r}: expected 'path:function[+offset]' "
+                          "(e.g. '/usr/bin/bash:readline' or 'libc.so.6:malloc')")
+    if re.fullmatch(r"0x[0-9a-fA-F]+|\d+", rest):
+        return UprobeTarget(path, "", int(rest, 0))
+    func, plus, off = rest.partition("+")
+    try:
+        offset = int(off, 0) if plus else 0
+    except ValueError:
+        raise AttachError(f"invalid uprobe offset {off!r} in {target!r}") from None
+    return UprobeTarget(path, func, offset)
+
+
+def resolve_path(path: str) -> str:
+    """An absolute path for ``path``: as given when it has a '/', else searched."""
+    if "/" in path:
+        if not os.path.isfile(path):
+            raise AttachError(f"uprobe target {path!r} does not exist or is not a file")
+        return os.path.abspath(path)
+    if ".so" in path:
+        for d in LIB_DIRS:
+            cand = os.path.join(d, path)
+            if os.path.isfile(cand):
+                return cand
+        raise AttachError(f"library {path!r} not found in {', '.join(LIB_DIRS)}; give its full path")
+    found = shutil.which(path)
+    if found is None:
+        raise AttachError(f"program {path!r} not found in $PATH; give its full path")
+    return os.path.abspath(found)
+
+
+@lru_cache(maxsize=64)
+def _symbols(path: str, mtime_ns: int) -> tuple[dict[str, list[tuple[int, str]]], list[tuple[int, int, int]]]:
+    """name -> [(vaddr, binding)] of defined functions, and PT_LOAD (vaddr, memsz, offset) ranges."""
+    from elftools.common.exceptions import ELFError as _PyELFError
+    from elftools.elf.elffile import ELFFile
+
+    syms: dict[str, list[tuple[int, str]]] = {}
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            if elf["e_type"] not in ("ET_EXEC", "ET_DYN"):
+                raise AttachError(f"{path}: {elf['e_type']} is not an executable or shared library")
+            loads = [(seg["p_vaddr"], seg["p_memsz"], seg["p_offset"]) for seg in elf.iter_segments()
+                     if seg["p_type"] == "PT_LOAD"]
+            for secname in (".symtab", ".dynsym"):
+                sec = elf.get_section_by_name(secname)
+                if sec is None:
+                    continue
+                for sym in sec.iter_symbols():
+                    if sym["st_info"]["type"] not in (STT_FUNC, STT_GNU_IFUNC) or sym["st_shndx"] == "SHN_UNDEF":
+                        continue
+                    if not sym.name or not sym["st_value"]:
+                        continue
+                    # .dynsym names may carry a version ("memcpy@@GLIBC_2.14") in some tools' output
+                    name = sym.name.split("@", 1)[0]
+                    entry = (sym["st_value"], sym["st_info"]["bind"])
+                    lst = syms.setdefault(name, [])
+                    if entry not in lst:
+                        lst.append(entry)
+    except (OSError, _PyELFError) as e:
+        if isinstance(e, PermissionError):
+            raise PermissionDeniedError(f"read {path}", e.errno or 13) from None
+        raise AttachError(f"cannot read ELF symbols of {path}: {e}") from None
+    return syms, loads
+
+
+def symbol_offset(path: str, func: str) -> int:
+    """File offset of function ``func`` in ELF ``path`` (``.symtab``, then ``.dynsym``)."""
+    syms, loads = _symbols(path, os.stat(path).st_mtime_ns)
+    cands = syms.get(func)
+    if not cands:
+        near = sorted(n for n in syms if func in n)[:5]
+        raise AttachError(f"no function {func!r} in {path}" + (f"; similar: {', '.join(near)}" if near else
+                                                               " (stripped binary? give a raw offset path:0x...)"))
+    best = min(_BIND_RANK.get(b, 3) for _, b in cands)
+    addrs = sorted({a for a, b in cands if _BIND_RANK.get(b, 3) == best})
+    if len(addrs) > 1:
+        raise AttachError(f"function {func!r} is defined {len(addrs)} times in {path} "
+                          f"(at {', '.join(hex(a) for a in addrs)}); attach by offset instead")
+    vaddr = addrs[0]
+    for p_vaddr, memsz, p_offset in loads:
+        if p_vaddr <= vaddr < p_vaddr + memsz:
+            return vaddr - p_vaddr + p_offset
+    raise AttachError(f"{path}: address {vaddr:#x} of {func!r} lies in no loadable segment")
+
+
+def attach_uprobe(prog_fd: int, path: str, func: str = "", offset: int = 0, *, retprobe: bool = False,
+                  pid: int = -1, cookie: int = 0, legacy: bool | None = None) -> Link:
+    """Attach a uprobe program to ``func`` (+``offset``) of ``path`` (or at raw file ``offset``).
+
+    ``pid`` -1 probes every process mapping the file; a pid limits it to that process.
+    ``legacy`` None prefers the uprobe PMU; True forces tracefs ``uprobe_events``.
+    """
+    kind = "uretprobe" if retprobe else "uprobe"
+    real = resolve_path(path)
+    file_off = (symbol_offset(real, func) if func else 0) + offset
+    label = f"{real}:{func}" + (f"+{offset:#x}" if func and offset else "") if func else f"{real}:{offset:#x}"
+    what = f"{kind} {label}" + (f" (pid {pid})" if pid >= 0 else "")
+    use_pmu = pmu_type("uprobe") is not None if legacy is None else not legacy
+    if use_pmu:
+        try:
+            pfd = open_pmu_probe("uprobe", real, file_off, retprobe=retprobe, pid=pid, what=what)
+        except PermissionDeniedError:
+            raise
+        except SyscallError as e:
+            raise AttachError(f"cannot create {what} at file offset {file_off:#x}: {e}") from None
+        return attach_perf_event(prog_fd, pfd, cookie=cookie, kind=kind, target=label)
+    if any(c.isspace() for c in real):
+        raise AttachError(f"{real!r}: tracefs uprobe_events cannot name a path containing whitespace")
+    pfd, name = open_legacy_probe("uprobe", f"{real}:{file_off:#x}", os.path.basename(real) + "_" + (func or "off"),
+                                  retprobe=retprobe, pid=pid, what=what)
+    return attach_perf_event(prog_fd, pfd, cookie=cookie, kind=kind, target=label,
+                             cleanup=lambda: remove_legacy_event("uprobe", name))
+
+
+__all__ = ["UprobeTarget", "parse_uprobe_target", "resolve_path", "symbol_offset", "attach_uprobe"]
