@@ -48,6 +48,10 @@ def kernel_name(name: str) -> str:
     return _NAME_OK.sub("_", name)[: uapi.BPF_OBJ_NAME_LEN - 1]
 
 
+_PROBE_KINDS = ("kprobe", "kretprobe", "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi",
+                "uprobe", "uretprobe")
+
+
 class Program:
     """One main program of an object: settable before load, attachable after."""
 
@@ -108,10 +112,13 @@ class Program:
 
     # --- attach ---------------------------------------------------------------------------
 
-    def attach(self, target: str | None = None, *, cookie: int = 0) -> Any:
+    def attach(self, target: str | None = None, *, cookie: int = 0, pid: int = -1) -> Any:
         """Attach to the hook named by the SEC name (or ``target``); returns the Link.
 
-        The link is also owned by the object, so closing the object detaches it.
+        ``target`` forms: ``category/name`` (tracepoint), ``func[+off]`` (kprobe),
+        ``name`` (ksyscall), a glob (kprobe.multi), ``path:func[+off]`` (uprobe; ``pid``
+        limits it to one process).  The link is also owned by the object, so closing the
+        object detaches it.
         """
         from . import links
 
@@ -132,6 +139,8 @@ class Program:
             link = links.attach_raw_tracepoint(fd, target)
         elif kind in ("tp_btf", "fentry", "fexit", "fmod_ret", "lsm"):
             link = links.attach_tracing(fd, self.spec.expected_attach_type, cookie=cookie)
+        elif kind in _PROBE_KINDS:
+            link = self._attach_probe(kind, target, cookie, pid)
         elif kind == "":
             raise AttachError(
                 f"program {self.name!r} (SEC {self.section!r}) cannot be attached automatically; "
@@ -142,6 +151,30 @@ class Program:
         self.links.append(link)
         self._obj._links.append(link)
         return link
+
+    def _attach_probe(self, kind: str, target: str, cookie: int, pid: int) -> Any:
+        """kprobe/ksyscall/kprobe.multi (tracekit.kprobe) and uprobe (tracekit.uprobe) kinds."""
+        if not target:
+            example = {"uprobe": "/usr/bin/bash:readline", "ksyscall": "openat"}.get(
+                kind.replace("ret", ""), "do_sys_openat2")
+            raise AttachError(f"program {self.name!r} (SEC {self.section!r}) has no {kind} target: "
+                              f"pass one, e.g. attach({example!r})")
+        ret = kind.startswith(("kret", "uret"))
+        if kind in ("uprobe", "uretprobe"):
+            from . import uprobe
+
+            t = uprobe.parse_uprobe_target(target)
+            return uprobe.attach_uprobe(self.fd, t.path, t.func, t.offset, retprobe=ret, pid=pid, cookie=cookie)
+        from . import kprobe
+
+        if pid != -1:
+            raise AttachError(f"program {self.name!r}: {kind} probes cannot be limited to a pid")
+        if kind in ("ksyscall", "kretsyscall"):
+            return kprobe.attach_ksyscall(self.fd, target, retprobe=ret, cookie=cookie)
+        if kind in ("kprobe.multi", "kretprobe.multi"):
+            return kprobe.attach_kprobe_multi(self.fd, target, retprobe=ret, cookie=cookie)
+        func, off = kprobe.parse_kprobe_target(target)
+        return kprobe.attach_kprobe(self.fd, func, off, retprobe=ret, cookie=cookie)
 
     def test_run(self, ctx: bytes = b"", data: bytes = b"", *, repeat: int = 0) -> int:
         """Run the program through BPF_PROG_TEST_RUN (syscall, raw_tp, ... programs); its r0.
@@ -523,25 +556,34 @@ class Object:
         return EventType.from_btf(self.spec.btf, name)
 
     def reader(self, map_name: str | Sequence[str] | None = None, *, event_type: str | Any | None = "event",
-               raw: bool = False) -> Any:
-        """A ring-buffer reader over one, several or (default) all ringbuf maps."""
+               raw: bool = False, page_count: int = 8) -> Any:
+        """A reader over one, several or (default) all ringbuf maps, or over one perf event
+        array (:class:`tracekit.perfbuf.PerfBuffer`, ``page_count`` pages per CPU) when it
+        is named or the object has no ring buffer."""
         from . import ringbuf
 
         self._check_open()
         if not self.loaded:
             raise TracekitError(f"object {self.name!r}: load() (or attach()) before reading events")
+        perf = uapi.MapType.PERF_EVENT_ARRAY
         if map_name is None:
             maps = self.ringbuf_maps()
             if not maps:
-                raise TracekitError(f"object {self.name!r} has no BPF_MAP_TYPE_RINGBUF map")
+                maps = [m for m in self.maps.values() if m.spec.type == perf][:2]
+                if len(maps) != 1:
+                    raise TracekitError(f"object {self.name!r} has no BPF_MAP_TYPE_RINGBUF map"
+                                        + (" and several perf event arrays: name one" if maps else
+                                           " nor BPF_MAP_TYPE_PERF_EVENT_ARRAY map"))
         else:
             names = [map_name] if isinstance(map_name, str) else list(map_name)
             maps = []
             for n in names:
                 if n not in self.maps:
                     raise TracekitError(f"object {self.name!r} has no map {n!r} (maps: {', '.join(self.maps)})")
-                if self.maps[n].spec.type != uapi.MapType.RINGBUF:
-                    raise TracekitError(f"map {n!r} is {self.maps[n].type.name}, not a ring buffer")
+                if self.maps[n].spec.type not in (uapi.MapType.RINGBUF, perf) or (
+                        self.maps[n].spec.type == perf and len(names) > 1):
+                    raise TracekitError(f"map {n!r} is {self.maps[n].type.name}: read one ring buffer map, "
+                                        "several ring buffer maps, or one perf event array")
                 maps.append(self.maps[n])
         decoder = None
         if not raw and event_type is not None:
@@ -549,6 +591,13 @@ class Object:
                 decoder = self._maybe_event_type(event_type)
             else:
                 decoder = event_type
+        if maps[0].spec.type == perf:
+            from .perfbuf import PerfBuffer
+
+            m = maps[0]
+            r: Any = PerfBuffer(m.map.fd, m.map.max_entries, name=m.name, decoder=decoder, page_count=page_count)
+            self._readers.append(r)
+            return r
         r = ringbuf.open_readers([(m.map.fd, m.spec.max_entries, m.name) for m in maps], decoder=decoder)
         self._readers.append(r)
         return r
@@ -560,7 +609,8 @@ class Object:
 
     async def events(self, map_name: str | Sequence[str] | None = None, *, event_type: str | Any | None = "event",
                      raw: bool = False) -> AsyncIterator[Any]:
-        """Async iterator over ring-buffer records, decoded from BTF (``struct event`` by default)."""
+        """Async iterator over ring-buffer (or perf buffer) records, decoded from BTF
+        (``struct event`` by default)."""
         r = self.reader(map_name, event_type=event_type, raw=raw)
         try:
             async for ev in r:

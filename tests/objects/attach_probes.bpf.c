@@ -1,6 +1,6 @@
 // Probe programs for tests/live/test_attach_*.py: every kprobe/uprobe kind records
 // what it saw (hit count, an argument or the return value, its cookie, the probed IP)
-// in .bss, for the calling process only (target_tgid).
+// in .bss, for the process target_tgid only (or every process when it is 0).
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -18,7 +18,8 @@ char kp_name[64];
 
 static __always_inline int mine(void)
 {
-	return (bpf_get_current_pid_tgid() >> 32) == target_tgid;
+	/* 0: every process (the uprobe tests filter by the attachment's pid instead) */
+	return !target_tgid || (bpf_get_current_pid_tgid() >> 32) == target_tgid;
 }
 
 /* do_unlinkat(int dfd, struct filename *name) in 6.1 .. 6.18 */
