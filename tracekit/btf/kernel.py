@@ -1,9 +1,21 @@
 """The running kernel's BTF (vmlinux and modules), shared by everything in the process.
 
-vmlinux BTF is read once per process (thread-safe) and its two derived arrays -- the word
-offset of every type and the name offset of every type -- are kept in an on-disk cache
-keyed by a hash of the BTF's bytes, so a second process skips the scan.  The cache lives
-under ``$XDG_CACHE_HOME/tracekit`` (or ``~/.cache/tracekit``), else
+vmlinux BTF is read once per process (thread-safe).  Everything derived from it that costs
+Python time -- the word offset of every type, the name offset of every type and the
+results of name look-ups -- is kept in an on-disk cache together with a copy of the BTF
+itself, so a second process starts warm without even reading sysfs in full:
+
+* within one boot the kernel's BTF cannot change, so the cache is trusted when it was
+  written during this boot (``/proc/sys/kernel/random/boot_id``), has the same size as
+  ``/sys/kernel/btf/vmlinux`` and matches it at a few sampled pages (a cheap check
+  against a damaged file);
+* after a reboot the BTF is read and compared with the cached copy byte for byte (a
+  memcmp, cheaper than any hash); when equal the cache is reused and re-stamped.
+
+The cache is written at interpreter exit (off the load path; call :func:`save_cache` in a
+long-running process) and only when the process learned something new.  User-given BTF
+files (:func:`load_target`) keep a separate index cache keyed by a hash of their bytes.
+The cache lives under ``$XDG_CACHE_HOME/tracekit`` (or ``~/.cache/tracekit``), else
 ``/var/cache/tracekit``; when neither is writable tracekit silently works without it.
 
 Reading files is all this module does; the one helper that needs a BTF *fd* of a module
@@ -13,8 +25,11 @@ lazily so the pure layer stays importable without it.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import json
 import logging
+import mmap
 import os
 import struct
 import tempfile
@@ -35,9 +50,21 @@ SYSFS_BTF = Path("/sys/kernel/btf")
 _CACHE_MAGIC = b"TKBTFIX1"
 _CACHE_HDR = struct.Struct("<8sII32s")  # magic, type count, name-array bytes, sha256 of the BTF
 
+# vmlinux cache: the BTF bytes (first, so they can be mapped as they are), the offsets
+# (u32 each), the name array (u32 each, may be absent), a JSON document of look-up results
+# and, last, this fixed-size trailer.
+_VM_MAGIC = b"TKVMBTF2"
+_VM_HDR = struct.Struct("<8s16sQIII")  # magic, boot id, BTF size, types, name bytes, memo bytes
+_SPOT = 4096  # bytes compared with sysfs at each sampled place
+_MEMO_MAX = 4096  # remembered look-ups per kind of look-up (bounds the cache file)
+
 _lock = threading.Lock()
 _vmlinux: BTF | None = None
 _modules: dict[str, BTF] | None = None
+# What the on-disk cache holds for the current vmlinux BTF: (boot id, types, has names,
+# memo sizes); save_cache() writes only when the process knows more than that.
+_saved_state: tuple[bytes, int, bool, int, int] | None = None
+_atexit_registered = False
 
 
 def vmlinux() -> BTF:
@@ -118,10 +145,11 @@ def module_btf_fd(btf: BTF) -> FD:
 
 def reset() -> None:
     """Forget the loaded BTFs (tests; or after a module was loaded/unloaded)."""
-    global _vmlinux, _modules
+    global _vmlinux, _modules, _saved_state
     with _lock:
         _vmlinux = None
         _modules = None
+        _saved_state = None
 
 
 # --- loading and the on-disk cache -----------------------------------------------------
@@ -130,7 +158,7 @@ def reset() -> None:
 def _load_vmlinux() -> BTF:
     path = SYSFS_BTF / "vmlinux"
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")
     except OSError:
         alt = Path(f"/boot/vmlinux-{os.uname().release}")
         try:
@@ -142,7 +170,150 @@ def _load_vmlinux() -> BTF:
                 "kernel BTF (CONFIG_DEBUG_INFO_BTF)", "5.4",
                 f"neither {path} nor {alt} is readable; pass a target BTF file instead",
             ) from None
-    return _with_cache(data, str(path))
+    with f:
+        btf = _vmlinux_from_cache(f, str(path))
+    global _atexit_registered
+    if not _atexit_registered:
+        _atexit_registered = True
+        atexit.register(_save_at_exit)
+    return btf
+
+
+def _boot_id() -> bytes:
+    """This boot's id (16 bytes), or b"" when the kernel does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            return bytes.fromhex(f.read().strip().replace(b"-", b"").decode("ascii"))[:16]
+    except (OSError, ValueError):
+        return b""
+
+
+def _vm_cache_name() -> str:
+    u = os.uname()
+    tag = hashlib.sha1(f"{u.release} {u.version} {u.machine}".encode()).hexdigest()[:16]
+    return f"vmlinux-{tag}.btfcache"
+
+
+def _spot_ok(f, size: int, data: bytes) -> bool:
+    """The cached copy equals the live BTF at the header and a few sampled pages."""
+    fd = f.fileno()
+    for pos in (0, size // 3, (2 * size) // 3, max(0, size - _SPOT)):
+        try:
+            live = os.pread(fd, _SPOT, pos)
+        except OSError:
+            return False
+        if not live or data[pos : pos + len(live)] != live:
+            return False
+    return True
+
+
+def _vmlinux_from_cache(f, name: str) -> BTF:
+    """vmlinux BTF from the on-disk cache when it is this kernel's, else parsed cold."""
+    global _saved_state
+    size = os.fstat(f.fileno()).st_size
+    boot = _boot_id()
+    data: bytes | None = None
+    for d in cache_dirs():
+        got = _read_vm_cache(d / _vm_cache_name(), size)
+        if got is None:
+            continue
+        cboot, cdata, offs, names, memo = got
+        if boot and cboot == boot and _spot_ok(f, size, cdata):
+            fresh = False
+        else:
+            # Another boot (or an unreadable boot id): trust only an identical copy.
+            if data is None:
+                data = f.read()
+            if data != cdata:
+                log.debug("BTF %s: cache %s is for other bytes", name, d)
+                continue
+            fresh = True
+        try:
+            btf = BTF(cdata, name=name, offsets=offs, name_offsets=names or None)
+            btf.seed_lookups(*memo)
+        except (BTFError, ValueError, TypeError) as e:
+            log.debug("BTF %s: ignoring corrupt cache in %s: %s", name, d, e)
+            continue
+        if len(btf.offsets) != len(offs):
+            continue
+        mf, me = btf.lookup_memo()
+        # a re-stamp for this boot is due when the copy was validated the slow way
+        _saved_state = (b"" if fresh else cboot, len(offs), bool(names), len(mf), len(me))
+        log.debug("BTF %s: loaded from cache in %s", name, d)
+        return btf
+    if data is None:
+        data = f.read()
+    _saved_state = None
+    return BTF(data, name=name)
+
+
+def _read_vm_cache(p: Path, size: int):
+    """(boot id, BTF bytes (mapped), offsets, name array, (find memo, essential memo)) or None."""
+    try:
+        with open(p, "rb", buffering=0) as f:
+            fd = f.fileno()
+            total = os.fstat(fd).st_size
+            if total < _VM_HDR.size + size or size <= 0:
+                return None
+            magic, boot, bsize, ntypes, nnames, nmemo = _VM_HDR.unpack(os.pread(fd, _VM_HDR.size, total - _VM_HDR.size))
+            if magic != _VM_MAGIC or bsize != size or nnames not in (0, 4 * ntypes):
+                return None
+            if total != bsize + 4 * ntypes + nnames + nmemo + _VM_HDR.size:
+                return None
+            rest = os.pread(fd, 4 * ntypes + nnames + nmemo, bsize)
+            # Mapped, not read: a warm process touches only the pages it decodes.  The
+            # file is only ever replaced (rename), never rewritten in place.
+            data = mmap.mmap(fd, bsize, prot=mmap.PROT_READ)
+    except (OSError, ValueError, struct.error):
+        return None
+    if len(rest) != 4 * ntypes + nnames + nmemo:
+        return None
+    offs = array("I")
+    offs.frombytes(rest[: 4 * ntypes])
+    names = rest[4 * ntypes : 4 * ntypes + nnames]
+    if ntypes and (offs[0] != 0 or (ntypes > 1 and offs[1] <= offs[0])):
+        return None
+    try:
+        m = json.loads(rest[4 * ntypes + nnames :]) if nmemo else {}
+        memo = (
+            {str(k): tuple(map(int, v)) for k, v in m.get("find", {}).items()},
+            {str(k): tuple(map(int, v)) for k, v in m.get("essential", {}).items()},
+        )
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return boot, data, offs, names, memo
+
+
+def save_cache() -> None:
+    """Write vmlinux BTF's cache now if this process knows more than the cache holds
+    (done automatically at exit; a long-running process may call it after loading)."""
+    global _saved_state
+    btf = _vmlinux
+    if btf is None or not btf.name.startswith(str(SYSFS_BTF)):
+        return
+    boot = _boot_id()
+    mf, me = btf.lookup_memo()
+    names = btf._names_b  # only what this process built: building it here costs ~15 ms
+    state = (boot, len(btf.offsets), names is not None, len(mf), len(me))
+    old = _saved_state
+    if old is not None and old[0] == boot and old[1] == state[1] and (old[2] or not state[2]) and old[3:] == state[3:]:
+        return
+    if old is not None and old[2] and names is None:
+        names = btf.name_offsets()  # never write a cache poorer than the one read
+    def cap(m: dict[str, tuple[int, ...]]) -> dict[str, list[int]]:
+        return {k: list(v) for k, v in list(m.items())[:_MEMO_MAX]}
+    memo = json.dumps({"find": cap(mf), "essential": cap(me)}, separators=(",", ":")).encode()
+    nb = names or b""
+    trailer = _VM_HDR.pack(_VM_MAGIC, boot.ljust(16, b"\0"), len(btf.data), len(btf.offsets), len(nb), len(memo))
+    if _write_file(_vm_cache_name(), [btf.data, btf.offsets.tobytes(), nb, memo, trailer]):
+        _saved_state = (boot.ljust(16, b"\0") if boot else b"", state[1], bool(nb), len(mf), len(me))
+
+
+def _save_at_exit() -> None:
+    try:
+        save_cache()
+    except Exception as e:  # never turn a clean exit into a traceback over a cache
+        log.debug("BTF cache not written: %s", e)
 
 
 def cache_dirs() -> list[Path]:
@@ -224,14 +395,21 @@ def _parse_cache(blob: bytes, digest: bytes) -> tuple[array, bytes] | None:
 def _write_cache(btf: BTF, digest: bytes, fname: str) -> None:
     offs = btf.offsets
     names = btf.name_offsets()
-    blob = _CACHE_HDR.pack(_CACHE_MAGIC, len(offs), len(names), digest) + offs.tobytes() + names
+    blob = _CACHE_HDR.pack(_CACHE_MAGIC, len(offs), len(names), digest)
+    if _write_file(fname, [blob, offs.tobytes(), names]):
+        log.debug("BTF %s: index cached", btf.name)
+
+
+def _write_file(fname: str, parts: list[bytes]) -> bool:
+    """Atomically write ``parts`` as ``fname`` in the first writable cache directory."""
     for d in cache_dirs():
         try:
             d.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
             try:
                 with os.fdopen(fd, "wb") as f:
-                    f.write(blob)
+                    for part in parts:
+                        f.write(part)
                 os.replace(tmp, d / fname)
             except BaseException:
                 try:
@@ -239,8 +417,8 @@ def _write_cache(btf: BTF, digest: bytes, fname: str) -> None:
                 except OSError:
                     pass
                 raise
-            log.debug("BTF %s: index cached in %s", btf.name, d / fname)
-            return
+            return True
         except OSError as e:
-            log.debug("BTF index cache %s not writable: %s", d, e)
+            log.debug("BTF cache %s not writable: %s", d, e)
             continue
+    return False

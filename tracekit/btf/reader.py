@@ -12,6 +12,7 @@ offsets continue where the base's end, exactly as the kernel numbers them.
 
 from __future__ import annotations
 
+import mmap
 import struct
 import sys
 from array import array
@@ -44,6 +45,8 @@ _FIXED_WORDS[0] = 3  # UNKN only legal as id 0 (never encoded); treated as a bar
 _VLEN_WORDS = [KIND_EXTRA_PER_VLEN.get(k, 0) // 4 for k in range(32)]
 
 POINTER_SIZE = 8  # BPF is a 64-bit target
+# Type sections at least this big are indexed in place instead of copied to an array.
+_ZERO_COPY_MIN = 1 << 20
 
 
 class _StepTable(dict):
@@ -76,7 +79,9 @@ class BTF:
         :meth:`name_offsets` of the same bytes (an on-disk cache); they skip the scan."""
         self.name = name
         self.base = base
-        self.data = bytes(data)
+        # bytes are kept as given; an mmap (the kernel BTF cache) too: nothing is copied
+        # or paged in until used
+        self.data = data if isinstance(data, (bytes, mmap.mmap)) else bytes(data)
         if len(self.data) < BTF_HEADER_SIZE:
             raise BTFError(f"{self._what()}: {len(self.data)} bytes is too short for a BTF header")
         magic = struct.unpack_from("<H", self.data, 0)[0]
@@ -103,27 +108,42 @@ class BTF:
         if type_off % 4 or type_len % 4:
             raise BTFError(f"{self._what()}: type section is not 4-byte aligned")
         tstart = hdr_len + type_off
-        self._words = array("I")
-        # via a memoryview: one copy of the type section instead of two
-        self._words.frombytes(memoryview(self.data)[tstart : tstart + type_len])
-        if (self.endian == "<") != (sys.byteorder == "little"):
-            self._words.byteswap()
+        native = (self.endian == "<") == (sys.byteorder == "little")
+        self._words: array | memoryview
+        if native and type_len >= _ZERO_COPY_MIN and tstart % 4 == 0:
+            # Kernel-sized BTF: index the type section in place (saves a 3 MB copy)
+            self._words = memoryview(self.data)[tstart : tstart + type_len].cast("I")
+        else:
+            self._words = array("I")
+            # via a memoryview: one copy of the type section instead of two
+            self._words.frombytes(memoryview(self.data)[tstart : tstart + type_len])
+            if not native:
+                self._words.byteswap()
         sstart = hdr_len + str_off
-        self.strings = self.data[sstart : sstart + str_len]
+        # The string section is searched in place (bounded finds on self.data);
+        # ``strings`` (a copy) is made only when someone asks for it.
+        self._sstart = sstart
+        self._send = sstart + str_len
+        self._strings: bytes | None = None
         if base is None:
-            if str_len == 0 or self.strings[0] != 0:
+            if str_len == 0 or self.data[sstart] != 0:
                 raise BTFError(f"{self._what()}: string section must start with a NUL byte")
             self.start_id = 1
             self.start_str = 0
         else:
             self.start_id = len(base)
-            self.start_str = base.start_str + len(base.strings)
+            self.start_str = base.start_str + base.strings_len
         if offsets is not None and (len(offsets) == 0 or offsets[-1] < len(self._words)):
             self._offsets = offsets
         else:
             self._offsets = self._scan()
         self._cache: dict[int, Type] = {}
         self._name_index: dict[int, list[int]] | None = None
+        # Results of find()/find_by_essential_name() by name (all kinds, sorted).  A look-up
+        # costs a pass over the string table and the name array (~1 ms on vmlinux); CO-RE
+        # asks for the same few names over and over.  Kernel BTF persists these on disk.
+        self._memo_find: dict[str, tuple[int, ...]] = {}
+        self._memo_ess: dict[str, tuple[int, ...]] = {}
         # name_off of every type, as native u32s in bytes: looked up with bytes.find
         self._names_b: bytes | None = None
         if name_offsets is not None and len(name_offsets) == 4 * len(self._offsets):
@@ -154,6 +174,18 @@ class BTF:
                 raise BTFError(f"{name or 'ELF'}: has no .BTF section (build with clang -g)")
             data = sec.data()
         return cls(data, base, name=name)
+
+    @property
+    def strings(self) -> bytes:
+        """The string section (a copy, made on first use)."""
+        st = self._strings
+        if st is None:
+            st = self._strings = bytes(self.data[self._sstart : self._send])
+        return st
+
+    @property
+    def strings_len(self) -> int:
+        return self._send - self._sstart
 
     def _what(self) -> str:
         return f"BTF {self.name!r}" if self.name else "BTF"
@@ -198,14 +230,14 @@ class BTF:
         if off < self.start_str:
             assert self.base is not None
             return self.base.string(off)
-        s = self.strings
-        off -= self.start_str
-        if off >= len(s):
-            raise BTFError(f"{self._what()}: string offset {off + self.start_str} out of range")
-        end = s.find(b"\0", off)
+        d = self.data
+        pos = off - self.start_str + self._sstart
+        if pos >= self._send:
+            raise BTFError(f"{self._what()}: string offset {off} out of range")
+        end = d.find(b"\0", pos, self._send)
         if end < 0:
-            raise BTFError(f"{self._what()}: unterminated string at offset {off + self.start_str}")
-        return s[off:end].decode("utf-8", "replace")
+            raise BTFError(f"{self._what()}: unterminated string at offset {off}")
+        return d[pos:end].decode("utf-8", "replace")
 
     def type(self, tid: int) -> Type:
         """The type with id ``tid`` (decoded on first use, then cached)."""
@@ -345,12 +377,13 @@ class BTF:
     def _string_offsets(self, needle: bytes, prefix: bool = False) -> list[int]:
         """Offsets (absolute) of strings equal to ``needle`` (or starting with it)."""
         out = []
-        s = self.strings
+        d, lo, hi = self.data, self._sstart, self._send
+        delta = 1 + self.start_str - lo
         pat = b"\0" + needle if prefix else b"\0" + needle + b"\0"
-        pos = s.find(pat)
+        pos = d.find(pat, lo, hi)
         while pos >= 0:
-            out.append(pos + 1 + self.start_str)
-            pos = s.find(pat, pos + 1)
+            out.append(pos + delta)
+            pos = d.find(pat, pos + 1, hi)
         return out
 
     def _ids_for_string_offsets(self, offs: list[int]) -> list[int]:
@@ -374,6 +407,14 @@ class BTF:
 
     def find(self, name: str, kind: Kind | None = None) -> list[int]:
         """Ids of every type named ``name`` (optionally of one kind), base types first."""
+        ids = self._memo_find.get(name)
+        if ids is None:
+            ids = self._memo_find[name] = self._find_uncached(name)
+        if kind is not None:
+            return [i for i in ids if self.kind_of(i) == kind]
+        return list(ids)
+
+    def _find_uncached(self, name: str) -> tuple[int, ...]:
         needle = name.encode()
         ids: list[int] = []
         if self.base is not None:
@@ -385,9 +426,7 @@ class BTF:
             offs.extend(b._string_offsets(needle))
             b = b.base
         ids.extend(self._ids_for_string_offsets(offs))
-        if kind is not None:
-            ids = [i for i in ids if self.kind_of(i) == kind]
-        return sorted(set(ids))
+        return tuple(sorted(set(ids)))
 
     def find_one(self, name: str, kind: Kind | None = None) -> int | None:
         ids = self.find(name, kind)
@@ -395,6 +434,12 @@ class BTF:
 
     def find_by_essential_name(self, name: str) -> list[int]:
         """Ids of types whose essential name (``___flavor`` stripped) is ``name``."""
+        ids = self._memo_ess.get(name)
+        if ids is None:
+            ids = self._memo_ess[name] = self._find_by_essential_name_uncached(name)
+        return list(ids)
+
+    def _find_by_essential_name_uncached(self, name: str) -> tuple[int, ...]:
         needle = name.encode()
         ids: list[int] = []
         if self.base is not None:
@@ -406,12 +451,34 @@ class BTF:
             tables.append(b)
             b = b.base
         for tbl in tables:
-            offs.extend(tbl._string_offsets(needle))
-            for off in tbl._string_offsets(needle + b"___", prefix=True):
-                if essential_name(tbl.string(off)) == name:
-                    offs.append(off)
+            # One pass finds the exact name and its flavours (``name___x``) alike: every
+            # exact match is followed by NUL, every flavour by ``___``.
+            d, lo, hi = tbl.data, tbl._sstart, tbl._send
+            delta = 1 + tbl.start_str - lo
+            pat = b"\0" + needle
+            n = len(pat)
+            pos = d.find(pat, lo, hi)
+            while pos >= 0:
+                nxt = d[pos + n : pos + n + 3]
+                if nxt[:1] == b"\0":
+                    offs.append(pos + delta)
+                elif nxt == b"___":
+                    off = pos + delta
+                    if essential_name(tbl.string(off)) == name:
+                        offs.append(off)
+                pos = d.find(pat, pos + n, hi)
         ids.extend(self._ids_for_string_offsets(offs))
-        return sorted(set(ids))
+        return tuple(sorted(set(ids)))
+
+    def lookup_memo(self) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+        """The remembered results of :meth:`find` and :meth:`find_by_essential_name` (by
+        name, every kind), for a cache to persist; :meth:`seed_lookups` restores them."""
+        return self._memo_find, self._memo_ess
+
+    def seed_lookups(self, find: dict[str, tuple[int, ...]], essential: dict[str, tuple[int, ...]]) -> None:
+        """Preload look-up results computed earlier *for these same bytes* (an on-disk cache)."""
+        self._memo_find.update(find)
+        self._memo_ess.update(essential)
 
     # --- type algebra ------------------------------------------------------------------
 
