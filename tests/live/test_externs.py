@@ -14,6 +14,7 @@ import pytest
 import tracekit
 from tests.support import build_bpf_object, require_live
 from tracekit import features
+from tracekit.btf.types import Kind
 from tracekit.errors import ExternError, MapError, SyscallError, VerifierError
 from tracekit.kconfig import kernel_version, read_config
 
@@ -37,9 +38,32 @@ def _var(obj: tracekit.Object, name: str):
 
 # --- kfuncs ----------------------------------------------------------------------------
 
+#: kfuncs extern_kfunc.bpf.c declares strong (6.2+); older kernels must refuse the object
+STRONG_KFUNCS = ("bpf_task_from_pid", "bpf_task_release", "bpf_rcu_read_lock", "bpf_rcu_read_unlock")
+
+
+def _kernel_lacks(*names: str) -> list[str]:
+    from tracekit.btf import kernel
+
+    vmlinux = kernel.vmlinux()
+    return [n for n in names if not vmlinux.find(n, Kind.FUNC)]
+
+
+def _expect_missing_strong(obj: tracekit.Object, missing: list[str]) -> None:
+    """On an old kernel: one ExternError naming exactly the absent strong kfuncs."""
+    with pytest.raises(ExternError) as ei:
+        obj.load()
+    named = {n for n in STRONG_KFUNCS if f"kfunc {n!r}" in str(ei.value)}
+    assert named == set(missing), str(ei.value)
+    assert "bpf_task_acquire___bad" not in str(ei.value)  # weak: never an error
+
 
 def test_kfunc_flavors_and_weak_missing() -> None:
+    missing = _kernel_lacks(*STRONG_KFUNCS)
     with tracekit.open(build_bpf_object("extern_kfunc.bpf.c")) as obj:
+        if missing:
+            _expect_missing_strong(obj, missing)
+            return
         obj.bss.target_pid = os.getpid()
         obj.load()
         assert obj.programs["use_kfuncs"].test_run() == 0
@@ -65,13 +89,20 @@ def test_strong_kfunc_wrong_prototype() -> None:
     obj = tracekit.open(build_bpf_object("extern_kfunc.bpf.c", defines=["STRONG_BAD_PROTO"]))
     with pytest.raises(ExternError) as ei:
         obj.load()
-    assert "struct task_struct * (*)(struct task_struct *, int)" in str(ei.value)
-    assert "vmlinux [" in str(ei.value) and "struct task_struct * (*)(struct task_struct *)" in str(ei.value)
+    msg = str(ei.value)
+    assert "kfunc 'bpf_task_acquire'" in msg and "struct task_struct * (*)(struct task_struct *, int)" in msg
+    if not _kernel_lacks("bpf_task_acquire"):
+        # the kernel's prototype is named next to ours
+        assert "is incompatible with vmlinux [" in msg and "struct task_struct * (*)(struct task_struct *)" in msg
     obj.close()
 
 
 def test_unguarded_call_of_missing_weak_kfunc_is_explained() -> None:
+    missing = _kernel_lacks(*STRONG_KFUNCS)
     with tracekit.open(build_bpf_object("extern_kfunc.bpf.c", defines=["UNGUARDED"])) as obj:
+        if missing:
+            _expect_missing_strong(obj, missing)
+            return
         with pytest.raises(VerifierError) as ei:
             obj.load()
     assert "tracekit_no_such_kfunc" in ei.value.hint and "bpf_ksym_exists" in ei.value.hint
