@@ -105,8 +105,8 @@ class ProgramExterns:
 
     ``fd_array_targets[i]`` is the target index whose BTF fd goes into ``fd_array[i + 1]``
     (slot 0 stays 0).  ``btf_fd_insns`` lists ``(insn, target)`` pairs: the ldimm64 at
-    ``insn`` needs that module BTF's fd in its second half.  ``map_refs`` are kconfig
-    references, already appended to the plan's map refs.
+    ``insn`` needs that module BTF's fd in its second half.  (kconfig references need no
+    fd of their own: they were appended to the plan's map refs.)
     """
 
     fd_array_targets: list[int] = field(default_factory=list)
