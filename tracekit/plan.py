@@ -17,8 +17,10 @@ against any BTF, the same split cilium/ebpf (spec vs. load) and aya (aya-obj) ma
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .btf.ext import CoreRelo, FuncInfo, LineInfo
 from .btf.reader import BTF
@@ -187,13 +189,34 @@ def _append(plan: ProgramPlan, fn: FunctionSpec) -> int:
     return start
 
 
+# One CoreRelocator per (object's local BTF, targets), shared by every program of the
+# object: candidates are looked up once per local type and narrowed across programs, as
+# libbpf's per-object candidate cache does.  Keyed weakly by the local BTF, so it lives
+# exactly as long as the object's spec.
+_relocators: weakref.WeakKeyDictionary[BTF, tuple[tuple[BTF, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def _relocator(local: BTF, targets: Sequence[BTF]) -> Any:
+    from . import core
+
+    tt = tuple(targets)
+    hit = _relocators.get(local)
+    if hit is not None and len(hit[0]) == len(tt) and all(a is b for a, b in zip(hit[0], tt)):
+        return hit[1]
+    r = core.CoreRelocator(local, tt)
+    _relocators[local] = (tt, r)
+    return r
+
+
 def apply_core(plan: ProgramPlan, local: BTF, targets: Sequence[BTF]) -> None:
     """CO-RE-relocate the linked program in place."""
     if not plan.core_relos:
         return
     from . import core
 
-    core.relocate(plan.insns, plan.core_relos, local, targets, prog_name=plan.name)
+    core.relocate(
+        plan.insns, plan.core_relos, local, targets, prog_name=plan.name, relocator=_relocator(local, targets)
+    )
 
 
 #: attach kinds whose program must be loaded with the BTF id of its target
