@@ -224,7 +224,7 @@ def _vmlinux_from_cache(f, name: str) -> BTF:
             # Another boot (or an unreadable boot id): trust only an identical copy.
             if data is None:
                 data = f.read()
-            if data != cdata:
+            if data != cdata[:]:  # the copy is an mmap: compare as bytes (one memcmp)
                 log.debug("BTF %s: cache %s is for other bytes", name, d)
                 continue
             fresh = True

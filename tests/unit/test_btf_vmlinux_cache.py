@@ -1,0 +1,103 @@
+"""tracekit.btf.kernel: the vmlinux cache (BTF copy + offsets + names + look-ups, boot-keyed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tracekit.btf import kernel
+from tracekit.btf.reader import BTF
+from tracekit.btf.types import Kind
+
+VMLINUX = Path("/sys/kernel/btf/vmlinux")
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    if not VMLINUX.exists():
+        pytest.skip("no /sys/kernel/btf/vmlinux on this machine")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kernel.reset()
+    yield tmp_path / "tracekit"
+    kernel.reset()
+
+
+def _cache_file(d: Path) -> Path:
+    (f,) = d.glob("vmlinux-*.btfcache")
+    return f
+
+
+def test_second_process_is_warm_and_identical(cache: Path) -> None:
+    cold = kernel.vmlinux()
+    want = cold.find("task_struct", Kind.STRUCT)
+    ess = cold.find_by_essential_name("task_struct")
+    kernel.save_cache()
+    f = _cache_file(cache)
+    assert f.stat().st_size > VMLINUX.stat().st_size
+    kernel.reset()
+    warm = kernel.vmlinux()
+    assert warm is not cold
+    # look-ups come back from the cache, offsets too, and the bytes are the kernel's
+    assert "task_struct" in warm.lookup_memo()[0] and "task_struct" in warm.lookup_memo()[1]
+    assert warm.find("task_struct", Kind.STRUCT) == want
+    assert warm.find_by_essential_name("task_struct") == ess
+    assert warm.offsets == cold.offsets and len(warm) == len(cold)
+    assert bytes(warm.data) == VMLINUX.read_bytes()
+    last = len(warm) - 1
+    assert warm.type(last).name == cold.type(last).name
+    # nothing new learned: no rewrite
+    mtime = f.stat().st_mtime_ns
+    kernel.save_cache()
+    assert f.stat().st_mtime_ns == mtime
+    # a new look-up is persisted
+    warm.find("mm_struct")
+    kernel.save_cache()
+    kernel.reset()
+    assert "mm_struct" in kernel.vmlinux().lookup_memo()[0]
+
+
+def test_other_boot_reuses_identical_bytes_and_restamps(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel.vmlinux().find("task_struct")
+    kernel.save_cache()
+    kernel.reset()
+    monkeypatch.setattr(kernel, "_boot_id", lambda: b"\x01" * 16)
+    b = kernel.vmlinux()
+    assert "task_struct" in b.lookup_memo()[0]  # reused after a full compare
+    kernel.save_cache()  # re-stamped for the "new" boot
+    raw = _cache_file(cache).read_bytes()
+    assert raw[-kernel._VM_HDR.size :][8:24] == b"\x01" * 16
+
+
+def test_corrupt_or_foreign_cache_is_ignored(cache: Path) -> None:
+    kernel.vmlinux().find("task_struct")
+    kernel.save_cache()
+    f = _cache_file(cache)
+    good = f.read_bytes()
+    ref = BTF(VMLINUX.read_bytes()).find("task_struct", Kind.STRUCT)
+    for bad in (good[: len(good) // 2], good[:100] + b"\xff" * 8 + good[108:], b"junk"):
+        f.write_bytes(bad)
+        kernel.reset()
+        assert kernel.vmlinux().find("task_struct", Kind.STRUCT) == ref
+    # a cache with a wrong memo for this boot's bytes is only trusted after the spot check;
+    # one whose sampled pages differ from sysfs is refused
+    n = len(good) - kernel._VM_HDR.size
+    damaged = bytearray(good)
+    damaged[10] ^= 0xFF  # inside the BTF header page
+    f.write_bytes(bytes(damaged))
+    kernel.reset()
+    b = kernel.vmlinux()
+    assert bytes(b.data[:4096]) == VMLINUX.read_bytes()[:4096] and n > 0
+
+
+def test_find_memo_returns_copies() -> None:
+    if not VMLINUX.exists():
+        pytest.skip("no /sys/kernel/btf/vmlinux on this machine")
+    b = BTF(VMLINUX.read_bytes())
+    ids = b.find("task_struct")
+    ids.append(-1)
+    assert -1 not in b.find("task_struct")
+    e = b.find_by_essential_name("task_struct")
+    e.clear()
+    assert b.find_by_essential_name("task_struct")
