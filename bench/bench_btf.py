@@ -9,9 +9,10 @@ In the same invocation, so both sides see the same machine load:
   median of btf__parse(/sys/kernel/btf/vmlinux) and of one btf__find_by_name_kind;
 * tracekit **cold**: RUNS fresh processes, each with an empty cache directory
   (XDG_CACHE_HOME), timing ``kernel.vmlinux()`` + ``find("task_struct")`` after the
-  imports (scan + name array built, cache written);
+  imports (sysfs read, scan, name array built; the cache is written at exit, untimed);
 * tracekit **warm**: RUNS fresh processes sharing a cache written beforehand (the
-  second process of a boot: offsets and name array come from disk);
+  second process of a boot: boot id + size + sampled pages checked, the BTF copy mapped,
+  offsets, name array and earlier look-ups read from disk);
 * memory: in a fresh process, VmRSS and VmHWM (peak) before and after loading vmlinux
   BTF and resolving ~40 names, decoding their types (a typical CO-RE pass).
 
