@@ -32,6 +32,22 @@ def duration(text: str) -> float:
     return v
 
 
+def resolve_uid(p: argparse.ArgumentParser, value: str | None) -> int | None:
+    """``-u`` values: a numeric UID or a user name."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    import pwd
+
+    try:
+        return pwd.getpwnam(value).pw_uid
+    except KeyError:
+        p.error(f"no such user: {value}")
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--duration", type=duration, help="trace for this many seconds, then exit")
     p.add_argument("--json", action="store_true", help="print one JSON object per event instead of columns")

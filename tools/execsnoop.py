@@ -6,7 +6,6 @@ Columns: [TIME] [TIME(s)] [UID] PCOMM PID PPID RET ARGS
 from __future__ import annotations
 
 import argparse
-import pwd
 import re
 import shlex
 import struct
@@ -15,7 +14,7 @@ from typing import Any
 
 import tracekit
 
-from .common import Clock, add_common, run
+from .common import Clock, add_common, resolve_uid, run
 
 INVALID_UID = 0xFFFFFFFF
 TOTAL_MAX_ARGS = 60
@@ -102,14 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.max_args <= TOTAL_MAX_ARGS:
         p.error(f"--max-args must be between 1 and {TOTAL_MAX_ARGS}")
-    if args.uid is not None:
-        try:
-            args.uid = int(args.uid)
-        except ValueError:
-            try:
-                args.uid = pwd.getpwnam(args.uid).pw_uid
-            except KeyError:
-                p.error(f"no such user: {args.uid}")
+    args.uid = resolve_uid(p, args.uid)
     return args
 
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
 import re
 from typing import Any
 
 import tracekit
 
-from .common import Clock, add_common, run
+from .common import Clock, add_common, resolve_uid, run
 
 INVALID_UID = 0xFFFFFFFF
 
@@ -70,14 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-b", "--buffer-pages", type=int, help="size of the ring buffer in pages (power of two)")
     add_common(p)
     args = p.parse_args(argv)
-    if args.uid is not None:
-        try:
-            args.uid = int(args.uid)
-        except ValueError:
-            try:
-                args.uid = pwd.getpwnam(args.uid).pw_uid
-            except KeyError:
-                p.error(f"no such user: {args.uid}")
+    args.uid = resolve_uid(p, args.uid)
     mask = 0
     for f in args.flag_filter:
         name = f.upper() if f.upper().startswith("O_") else "O_" + f.upper()

@@ -87,13 +87,10 @@ def attach(
     obj = _open_object(src, btf=btf)
     try:
         for key, value in globals_.items():
-            for sec in (".rodata", ".data", ".bss"):
-                gd = obj._globals.get(sec)
-                if gd is not None and key in gd:
-                    gd[key] = value
-                    break
-            else:
-                raise TypeError(f"attach(): object {obj.name!r} has no global variable {key!r}")
+            try:
+                obj.set_global(key, value)
+            except KeyError as e:
+                raise TypeError(f"attach(): {e.args[0]}") from None
         obj.load()
         obj.attach()
         reader = obj.reader(map_name, event_type=event_type, raw=raw)

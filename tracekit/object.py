@@ -303,6 +303,20 @@ class Object:
     def btf(self) -> BTF | None:
         return self.spec.btf
 
+    def set_global(self, name: str, value: Any) -> str:
+        """Set global variable ``name`` in whichever data section holds it; returns the section.
+
+        ``.rodata`` is searched first (the usual home of knobs), then ``.data`` and ``.bss``
+        and any other data section.  Raises KeyError when no section has the variable.
+        """
+        order = [".rodata", ".data", ".bss", *sorted(set(self._globals) - {".rodata", ".data", ".bss"})]
+        for sec in order:
+            gd = self._globals.get(sec)
+            if gd is not None and name in gd:
+                gd[name] = value
+                return sec
+        raise KeyError(f"object {self.name!r} has no global variable {name!r}")
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("loaded" if self.loaded else "opened")
         return f"<Object {self.name} {state}: {len(self.programs)} programs, {len(self.maps)} maps>"

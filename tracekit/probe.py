@@ -98,15 +98,10 @@ class Probe:
         for name, value in self.values.items():
             if value is None:
                 continue
-            for sec in (".rodata", ".data", ".bss"):
-                gd = obj._globals.get(sec)
-                if gd is not None and name in gd:
-                    gd[name] = value
-                    break
-            else:
-                raise TracekitError(
-                    f"{type(self).__name__}.{name}: object {obj.name!r} has no global variable {name!r}"
-                )
+            try:
+                obj.set_global(name, value)
+            except KeyError as e:
+                raise TracekitError(f"{type(self).__name__}.{name}: {e.args[0]}") from None
         if self.programs is not None:
             wanted = set(self.programs)
             missing = wanted - set(obj.programs)
