@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -27,8 +28,6 @@ from .links import Link, attach_perf_event
 LIB_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
             "/usr/local/lib")
 
-STT_FUNC = "STT_FUNC"
-STT_GNU_IFUNC = "STT_LOOS"  # pyelftools names STT_GNU_IFUNC (10) by its range start
 _BIND_RANK = {"STB_GLOBAL": 0, "STB_WEAK": 1, "STB_LOCAL": 2}
 
 
@@ -73,48 +72,89 @@ def resolve_path(path: str) -> str:
     return os.path.abspath(found)
 
 
+_SYM = struct.Struct("<IBBHQQ")  # Elf64_Sym
+_STT_FUNC, _STT_GNU_IFUNC = 2, 10
+_BINDS = {0: "STB_LOCAL", 1: "STB_GLOBAL", 2: "STB_WEAK"}
+
+
 @lru_cache(maxsize=64)
-def _symbols(path: str, mtime_ns: int) -> tuple[dict[str, list[tuple[int, str]]], list[tuple[int, int, int]]]:
-    """name -> [(vaddr, binding)] of defined functions, and PT_LOAD (vaddr, memsz, offset) ranges."""
+def _elf_tables(path: str, mtime_ns: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[int, int, int]]]:
+    """(symbol table bytes, its string table bytes) for .symtab/.dynsym, and PT_LOAD
+    (vaddr, memsz, offset) ranges.  pyelftools reads the headers; symbols are scanned
+    with struct below (pyelftools' per-symbol objects cost seconds for a libc under qemu)."""
     from elftools.common.exceptions import ELFError as _PyELFError
     from elftools.elf.elffile import ELFFile
 
-    syms: dict[str, list[tuple[int, str]]] = {}
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)
             if elf["e_type"] not in ("ET_EXEC", "ET_DYN"):
                 raise AttachError(f"{path}: {elf['e_type']} is not an executable or shared library")
+            if elf.elfclass != 64 or not elf.little_endian:
+                raise AttachError(f"{path}: only 64-bit little-endian ELF files are supported")
             loads = [(seg["p_vaddr"], seg["p_memsz"], seg["p_offset"]) for seg in elf.iter_segments()
                      if seg["p_type"] == "PT_LOAD"]
+            tables = []
             for secname in (".symtab", ".dynsym"):
                 sec = elf.get_section_by_name(secname)
-                if sec is None:
+                if sec is None or sec["sh_type"] == "SHT_NOBITS":
                     continue
-                for sym in sec.iter_symbols():
-                    if sym["st_info"]["type"] not in (STT_FUNC, STT_GNU_IFUNC) or sym["st_shndx"] == "SHN_UNDEF":
-                        continue
-                    if not sym.name or not sym["st_value"]:
-                        continue
-                    # .dynsym names may carry a version ("memcpy@@GLIBC_2.14") in some tools' output
-                    name = sym.name.split("@", 1)[0]
-                    entry = (sym["st_value"], sym["st_info"]["bind"])
-                    lst = syms.setdefault(name, [])
-                    if entry not in lst:
-                        lst.append(entry)
+                strtab = elf.get_section(sec["sh_link"])
+                tables.append((sec.data(), strtab.data()))
     except (OSError, _PyELFError) as e:
         if isinstance(e, PermissionError):
             raise PermissionDeniedError(f"read {path}", e.errno or 13) from None
         raise AttachError(f"cannot read ELF symbols of {path}: {e}") from None
-    return syms, loads
+    return tables, loads
+
+
+def _name_offsets(strtab: bytes, name: bytes) -> set[int]:
+    """Offsets in ``strtab`` at which the string ``name`` reads (linkers share suffixes:
+    "getpgid" may be the tail of "__getpgid", so no NUL is required before it)."""
+    out = set()
+    needle = name + b"\0"
+    i = strtab.find(needle)
+    while i >= 0:
+        out.add(i)
+        i = strtab.find(needle, i + 1)
+    return out
+
+
+def function_symbols(path: str, func: str) -> list[tuple[int, str]]:
+    """``(vaddr, binding)`` of every defined function symbol ``func`` in ``path``."""
+    tables, _ = _elf_tables(path, os.stat(path).st_mtime_ns)
+    found: list[tuple[int, str]] = []
+    for symtab, strtab in tables:
+        want = _name_offsets(strtab, func.encode())
+        if not want:
+            continue
+        for st_name, st_info, _other, shndx, value, _size in _SYM.iter_unpack(symtab[: len(symtab) // 24 * 24]):
+            if st_name in want and shndx != 0 and value and (st_info & 0xF) in (_STT_FUNC, _STT_GNU_IFUNC):
+                entry = (value, _BINDS.get(st_info >> 4, "other"))
+                if entry not in found:
+                    found.append(entry)
+    return found
+
+
+def _similar(path: str, func: str) -> list[str]:
+    tables, _ = _elf_tables(path, os.stat(path).st_mtime_ns)
+    names: set[str] = set()
+    for _, strtab in tables:
+        needle = func.encode()
+        i = strtab.find(needle)
+        while i >= 0 and len(names) < 50:
+            start = strtab.rfind(b"\0", 0, i) + 1
+            end = strtab.find(b"\0", i)
+            names.add(strtab[start:end].decode(errors="replace"))
+            i = strtab.find(needle, end)
+    return sorted(names)[:5]
 
 
 def symbol_offset(path: str, func: str) -> int:
-    """File offset of function ``func`` in ELF ``path`` (``.symtab``, then ``.dynsym``)."""
-    syms, loads = _symbols(path, os.stat(path).st_mtime_ns)
-    cands = syms.get(func)
+    """File offset of function ``func`` in ELF ``path`` (``.symtab`` and ``.dynsym``)."""
+    cands = function_symbols(path, func)
     if not cands:
-        near = sorted(n for n in syms if func in n)[:5]
+        near = _similar(path, func)
         raise AttachError(f"no function {func!r} in {path}" + (f"; similar: {', '.join(near)}" if near else
                                                                " (stripped binary? give a raw offset path:0x...)"))
     best = min(_BIND_RANK.get(b, 3) for _, b in cands)
@@ -123,6 +163,7 @@ def symbol_offset(path: str, func: str) -> int:
         raise AttachError(f"function {func!r} is defined {len(addrs)} times in {path} "
                           f"(at {', '.join(hex(a) for a in addrs)}); attach by offset instead")
     vaddr = addrs[0]
+    _, loads = _elf_tables(path, os.stat(path).st_mtime_ns)
     for p_vaddr, memsz, p_offset in loads:
         if p_vaddr <= vaddr < p_vaddr + memsz:
             return vaddr - p_vaddr + p_offset
@@ -158,4 +199,5 @@ def attach_uprobe(prog_fd: int, path: str, func: str = "", offset: int = 0, *, r
                              cleanup=lambda: remove_legacy_event("uprobe", name))
 
 
-__all__ = ["UprobeTarget", "parse_uprobe_target", "resolve_path", "symbol_offset", "attach_uprobe"]
+__all__ = ["UprobeTarget", "parse_uprobe_target", "resolve_path", "symbol_offset", "function_symbols",
+           "attach_uprobe"]

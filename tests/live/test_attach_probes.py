@@ -246,18 +246,22 @@ def test_kprobe_multi_glob_covers_every_match(probes, bss) -> None:
     need("kprobes", kprobes_available(), "no kprobe PMU and no kprobe_events")
     if SERIES in LACKING["kprobe.multi"]:
         pytest.skip(f"Linux {SERIES} has no kprobe.multi (checked by the test above)")
-    names = kprobe.match_functions("__x64_sys_getp*id")
-    assert {"__x64_sys_getpid", "__x64_sys_getppid", "__x64_sys_getpgid"} <= set(names)
+    names = kprobe.match_functions("__x64_sys_get*id")
+    triggers = {"__x64_sys_getpgid": getpgid_missing, "__x64_sys_getsid": lambda: os.getsid(0),
+                "__x64_sys_getuid": os.getuid, "__x64_sys_getgid": os.getgid,
+                "__x64_sys_geteuid": os.geteuid, "__x64_sys_getegid": os.getegid}
+    assert "__x64_sys_getpgid" in names and not any("*" in n for n in names)
+    called = [f for n, f in triggers.items() if n in names]
+    assert len(called) >= 3, names
     try:
-        link = kprobe.attach_kprobe_multi(probes.programs["km_getpgid"].fd, "__x64_sys_getp*id")
+        link = kprobe.attach_kprobe_multi(probes.programs["km_getpgid"].fd, "__x64_sys_get*id")
     except NotSupportedError as e:
         need("kprobe.multi", False, str(e))
         raise
     try:
-        os.getpid()
-        os.getppid()
-        getpgid_missing()
-        assert bss.km_hits >= 3
+        for f in called:
+            f()
+        assert bss.km_hits >= len(called)
     finally:
         link.close()
     with pytest.raises(AttachError, match="no kernel function matches"):
@@ -410,5 +414,16 @@ def test_uprobe_targets_and_errors(probes) -> None:
     assert Path(libc).is_file()
     with pytest.raises(AttachError, match="no function 'tk_no_such_function'"):
         uprobe.symbol_offset(libc, "tk_no_such_function")
-    # .dynsym of a stripped library: the offset of a well-known export lies in its text
-    assert 0 < uprobe.symbol_offset(libc, "getpgid") < os.path.getsize(libc)
+    # .dynsym of a stripped library, checked against pyelftools' own symbol objects
+    from elftools.elf.elffile import ELFFile
+
+    with open(libc, "rb") as f:
+        elf = ELFFile(f)
+        (sym,) = [s for s in elf.get_section_by_name(".dynsym").iter_symbols() if s.name == "getpgid"]
+        seg = next(g for g in elf.iter_segments() if g["p_type"] == "PT_LOAD"
+                   and g["p_vaddr"] <= sym["st_value"] < g["p_vaddr"] + g["p_memsz"])
+    assert uprobe.symbol_offset(libc, "getpgid") == sym["st_value"] - seg["p_vaddr"] + seg["p_offset"]
+    # .symtab of an unstripped executable
+    binary = target_binary()
+    [(vaddr, bind)] = uprobe.function_symbols(binary, "tk_uprobe_target")
+    assert bind == "STB_GLOBAL" and vaddr > 0

@@ -39,7 +39,7 @@ int BPF_KPROBE(kp_unlinkat, int dfd, struct filename *name)
 }
 
 SEC("kretprobe/do_unlinkat")
-int BPF_KRETPROBE(krp_unlinkat, long ret)
+int BPF_KRETPROBE(krp_unlinkat, int ret) /* do_unlinkat returns int: eax only */
 {
 	if (!mine())
 		return 0;

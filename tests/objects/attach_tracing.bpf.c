@@ -35,7 +35,7 @@ int BPF_PROG(fe_unlinkat, int dfd, struct filename *name)
 }
 
 SEC("fexit/do_unlinkat")
-int BPF_PROG(fx_unlinkat, int dfd, struct filename *name, long ret)
+int BPF_PROG(fx_unlinkat, int dfd, struct filename *name, int ret)
 {
 	if (!mine())
 		return 0;

@@ -1,0 +1,76 @@
+"""The attach types this host lacks, for real: the live attach suites inside Debian 6.1
+and 6.12 kernels under qemu (tests/vm/runner.py).
+
+    python -m pytest -q tests/vm/test_in_guest_attach.py          # from the host, ~N min
+
+Each kernel boots once and runs, inside, with TRACEKIT_REQUIRE_LIVE=1 (a skip on a kernel
+known to have the feature fails):
+
+    tests/live/test_attach_probes.py    kprobe/kretprobe (PMU, ioctl, kprobe_events),
+                                        ksyscall, kprobe.multi (6.12; clear error on 6.1),
+                                        uprobe/uretprobe
+    tests/live/test_attach_tracing.py   fentry/fexit/fmod_ret, module fentry, cookies
+    tests/live/test_perfbuf.py          perf buffer
+    tests/vm/test_in_guest_tools.py     tracekit-execsnoop -d 5 sees an exec
+
+BPF objects and the uprobe target are built here first (no compiler runs in the guest);
+their paths reach the guest as TRACEKIT_PREBUILT_* variables.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import build_bpf_object, require_live, skip_or_fail
+
+pytestmark = pytest.mark.vm
+
+GUEST_SUITE = [
+    "tests/live/test_attach_probes.py",
+    "tests/live/test_attach_tracing.py",
+    "tests/live/test_perfbuf.py",
+    "tests/vm/test_in_guest_tools.py",
+]
+OBJECTS = ["attach_probes.bpf.c", "attach_tracing.bpf.c", "attach_perfbuf.bpf.c"]
+#: per-kernel cap (boot included); the whole CI has 60 min for everything
+TIMEOUT = float(os.environ.get("TRACEKIT_VM_ATTACH_TIMEOUT", "900"))
+
+
+def prebuilt_env() -> dict[str, str]:
+    from tests.live.test_attach_probes import target_binary
+
+    env = {"TRACEKIT_REQUIRE_LIVE": "1", "TRACEKIT_PREBUILT_ATTACH_TARGET": target_binary()}
+    for name in OBJECTS:
+        env["TRACEKIT_PREBUILT_" + name.split(".")[0].upper()] = str(build_bpf_object(name))
+    return env
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_attach_suite_in_guest(series: str) -> None:
+    require_live("root to run qemu")
+    if os.environ.get("TRACEKIT_IN_VM") == "1":
+        pytest.skip("no nested qemu inside the matrix guest")
+    from tests.vm import kernels, runner
+
+    try:
+        kernels.ensure_tools()
+        kernel = kernels.prepare_kernel(series)
+    except (kernels.VMSetupError, OSError, subprocess.CalledProcessError) as e:
+        skip_or_fail(f"cannot prepare the {series} kernel: {e}")
+        raise
+    env = prebuilt_env()
+    out = io.BytesIO()
+    cmd = ["python3", "-m", "pytest", "-q", "--color=no", "-p", "no:cacheprovider", "-o", "addopts=-ra",
+           "--durations=8", *GUEST_SUITE]
+    res = runner.run(cmd, kernel, timeout=TIMEOUT, env=env, stdout=out, stderr=out)
+    text = out.getvalue().decode(errors="replace")
+    sys.stdout.write(f"--- guest {res.kernel} (boot {res.boot_seconds}s, cmd {res.cmd_seconds}s) ---\n{text}")
+    assert res.returncode == 0, f"guest suite on {res.kernel} exited {res.returncode}:\n{text[-12000:]}\n{res.notes}"
+    # A skip inside the guest is a failure already (TRACEKIT_REQUIRE_LIVE=1 + need());
+    # check that the suite really ran.
+    assert " passed" in text and " failed" not in text, text[-4000:]
