@@ -248,8 +248,8 @@ def test_kprobe_multi_glob_covers_every_match(probes, bss) -> None:
         pytest.skip(f"Linux {SERIES} has no kprobe.multi (checked by the test above)")
     names = kprobe.match_functions("__x64_sys_get*id")
     triggers = {"__x64_sys_getpgid": getpgid_missing, "__x64_sys_getsid": lambda: os.getsid(0),
-                "__x64_sys_getuid": os.getuid, "__x64_sys_getgid": os.getgid,
-                "__x64_sys_geteuid": os.geteuid, "__x64_sys_getegid": os.getegid}
+                "__x64_sys_getresuid": os.getresuid, "__x64_sys_getresgid": os.getresgid,
+                "__x64_sys_getuid": os.getuid, "__x64_sys_getgid": os.getgid}
     assert "__x64_sys_getpgid" in names and not any("*" in n for n in names)
     called = [f for n, f in triggers.items() if n in names]
     assert len(called) >= 3, names
