@@ -12,6 +12,7 @@ before tracekit itself is importable.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import lzma
 import os
@@ -161,10 +162,24 @@ def _cached(series: str, base: Path) -> Kernel | None:
     return _load(series, best[1]) if best else None
 
 
+def _initramfs_recipe() -> str:
+    """Names the initramfs after what goes into it, so editing /init rebuilds it (~1 s)."""
+    h = hashlib.sha256(INIT_SCRIPT.encode() + repr(ROOT_MODULES).encode())
+    h.update(str(BUSYBOX.stat().st_mtime_ns).encode() if BUSYBOX.exists() else b"")
+    return h.hexdigest()[:12]
+
+
 def _load(series: str, d: Path) -> Kernel:
     release = (d / "ready").read_text().strip()
     root = d / "root"
-    return Kernel(series, d.name, release, root, d / "vmlinux", d / "initramfs.cpio.gz",
+    initramfs = d / f"initramfs-{_initramfs_recipe()}.cpio.gz"
+    if not initramfs.exists():
+        for old in d.glob("initramfs*.cpio.gz"):
+            old.unlink()
+        tmp = initramfs.with_suffix(".tmp")
+        tmp.write_bytes(build_initramfs(root / "lib" / "modules" / release))
+        tmp.rename(initramfs)
+    return Kernel(series, d.name, release, root, d / "vmlinux", initramfs,
                   root / "boot" / f"config-{release}")
 
 
@@ -226,8 +241,6 @@ def prepare_kernel(series: str, *, cache: Path | None = None, offline: bool = Fa
     subprocess.run([_which("depmod") or "depmod", "-b", str(root), release], check=True)
     bzimage = root / "boot" / f"vmlinuz-{release}"
     (d / "vmlinux").write_bytes(extract_vmlinux(bzimage.read_bytes()))
-    mods = root / "lib" / "modules" / release
-    (d / "initramfs.cpio.gz").write_bytes(build_initramfs(mods))
     (d / "ready").write_text(release + "\n")
     log(f"prepared {package} ({release})")
     return _load(series, d)
@@ -341,8 +354,12 @@ mount -t tracefs tracefs $R/sys/kernel/tracing
 mount -t debugfs debugfs $R/sys/kernel/debug
 mount -t bpf bpf $R/sys/fs/bpf
 mkdir -p "$R$TK_CHECKOUT" $R/run/tracekit-vm
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=mmap checkout "$R$TK_CHECKOUT" || fail "mount checkout"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose checkout "$R$TK_CHECKOUT" || fail "mount checkout"
 mount --bind /ctl $R/run/tracekit-vm
+# Only the guests write bytecode here, so the page cache may keep it (cache=loose):
+# imports then cost no 9p round trips for .pyc files.
+mkdir -p "$R$TK_PYCACHE"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose pycache "$R$TK_PYCACHE" || say "no pycache share"
 KVER=$(uname -r)
 # Debian kernels have no /proc/config.gz: expose the package's config where libbpf looks.
 mkdir -p $R/boot $R/lib/modules/$KVER

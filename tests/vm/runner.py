@@ -31,9 +31,9 @@ from typing import BinaryIO, Mapping, Sequence
 
 if __package__ in (None, ""):  # `python tests/vm/runner.py` as well as `-m tests.vm.runner`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.vm.kernels import CHECKOUT, SERIES, Kernel, VMSetupError, ensure_tools, log, prepare_kernel
+    from tests.vm.kernels import CHECKOUT, SERIES, Kernel, VMSetupError, cache_dir, ensure_tools, log, prepare_kernel
 else:
-    from .kernels import CHECKOUT, SERIES, Kernel, VMSetupError, ensure_tools, log, prepare_kernel
+    from .kernels import CHECKOUT, SERIES, Kernel, VMSetupError, cache_dir, ensure_tools, log, prepare_kernel
 
 TIMEOUT_EXIT = 124
 # Exit status when the guest died after CMD started (kernel panic/oops, qemu crash):
@@ -145,6 +145,10 @@ def guest_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join(p for p in (str(CHECKOUT), os.environ.get("PYTHONPATH")) if p),
         "PYTHONUNBUFFERED": "1",  # output goes to a serial port: show it as it comes
         "TRACEKIT_IN_VM": "1",
+        # Bytecode written in the guest would land in the tmpfs overlay and be lost, so
+        # every run would recompile, and pytest re-rewrite its plugins' asserts (hypothesis
+        # alone: ~120 modules, ~30 s under TCG). Keep the guest's pyc on the checkout instead.
+        "PYTHONPYCACHEPREFIX": str(cache_dir() / "pycache"),
     }
     for k, v in os.environ.items():
         if k in PASSTHROUGH_ENV or k.startswith(PASSTHROUGH_PREFIXES):
@@ -160,6 +164,7 @@ def _write_job(ctl: Path, kernel: Kernel, cmd: Sequence[str], cwd: Path,
         "TK_KCONFIG": str(kernel.config),
         "TK_KMODULES": str(kernel.modules_dir.resolve()),
         "TK_SHELL": "1" if shell else "0",
+        "TK_PYCACHE": str(cache_dir() / "pycache"),
     }
     (ctl / "job").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in job.items()))
     envs = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
@@ -231,8 +236,10 @@ def qemu_argv(kernel: Kernel, ctl: Path, sockets: Sequence[Path], *, mem: str, s
         "-append", cmdline,
         "-device", "virtio-rng-pci",
     ]
+    pycache = cache_dir() / "pycache"
+    pycache.mkdir(parents=True, exist_ok=True)
     for tag, path, ro in (("hostroot", "/", True), ("checkout", str(CHECKOUT), False),
-                          ("ctl", str(ctl), False)):
+                          ("ctl", str(ctl), False), ("pycache", str(pycache), False)):
         argv += ["-fsdev", f"local,id={tag},path={path},security_model=none,multidevs=remap"
                  + (",readonly=on" if ro else ""),
                  "-device", f"virtio-9p-pci,fsdev={tag},mount_tag={tag}"]
