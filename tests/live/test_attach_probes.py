@@ -264,6 +264,19 @@ def test_kprobe_multi_glob_covers_every_match(probes, bss) -> None:
         assert bss.km_hits >= len(called)
     finally:
         link.close()
+    # an explicit list with one cookie per function
+    link = kprobe.attach_kprobe_multi(probes.programs["km_getpgid"].fd, ["__x64_sys_getpgid", "__x64_sys_getsid"],
+                                      cookies=[0x51, 0x52])
+    try:
+        bss.km_hits = 0
+        os.getsid(0)
+        assert (bss.km_hits, bss.km_cookie) == (1, 0x52)
+        getpgid_missing()
+        assert (bss.km_hits, bss.km_cookie) == (2, 0x51)
+    finally:
+        link.close()
+    with pytest.raises(AttachError, match="one cookie each"):
+        kprobe.attach_kprobe_multi(probes.programs["km_getpgid"].fd, ["__x64_sys_getsid"], cookies=[1, 2])
     with pytest.raises(AttachError, match="no kernel function matches"):
         kprobe.attach_kprobe_multi(probes.programs["km_getpgid"].fd, "tk_no_such_function_*")
 
