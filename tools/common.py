@@ -73,8 +73,10 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
         pass
 
     async def main() -> None:
-        with anyio.move_on_after(args.duration if args.duration else math.inf):
-            async with probe:
+        async with probe:
+            # -d counts tracing time: it starts once the programs are attached, not while
+            # loading (which takes seconds on slow machines).
+            with anyio.move_on_after(args.duration if args.duration else math.inf):
                 if not args.json:
                     h = header()
                     if h is not None:

@@ -136,7 +136,7 @@ class Program:
         elif kind == "raw_tp":
             if not target:
                 raise AttachError(f"program {self.name!r}: raw tracepoint needs a name, e.g. 'sys_enter'")
-            link = links.attach_raw_tracepoint(fd, target)
+            link = links.attach_raw_tracepoint(fd, target, cookie=cookie)
         elif kind in ("tp_btf", "fentry", "fexit", "fmod_ret", "lsm"):
             link = links.attach_tracing(fd, self.spec.expected_attach_type, cookie=cookie)
         elif kind in _PROBE_KINDS:
@@ -213,6 +213,10 @@ class ObjectMap:
 
     @property
     def max_entries(self) -> int:
+        """Declared size before load; the size the kernel map really has after (a perf
+        event array declared with 0 entries gets one per CPU)."""
+        if self.map is not None:
+            return self.map.max_entries
         return self.spec.max_entries
 
     @max_entries.setter
