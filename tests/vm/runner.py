@@ -59,6 +59,7 @@ class VMResult:
     timed_out: bool = False
     console: str = ""                # kernel console of the last attempt (tail)
     notes: list[str] = field(default_factory=list)
+    qemu_pids: list[int] = field(default_factory=list)  # one per boot; all reaped on return
 
 
 # --------------------------------------------------------------------------- process hygiene
@@ -319,6 +320,7 @@ def _boot_once(kernel: Kernel, cmd: Sequence[str], *, cwd: Path, env: Mapping[st
             "boot": (marks["start"] - t0) if "start" in marks else None,
             "cmd": (marks.get("exit", end) - marks["start"]) if "start" in marks else None,
             "console": console[-8000:], "qemu": qemu_out[-4000:], "qemu_rc": proc.returncode,
+            "pid": proc.pid,
         }
 
 
@@ -358,12 +360,14 @@ def run(
         log(f"note: cwd {work} is outside the checkout; it is visible read-only in the guest")
     full_env = guest_env(env)
     notes: list[str] = []
+    pids: list[int] = []
     attempt = 0
     while True:
         attempt += 1
         r = _boot_once(k, cmd, cwd=work.resolve(), env=full_env, deadline=deadline, mem=mem,
                        smp=smp, shell=shell, stdout=stdout, stderr=stderr, verbose=verbose,
                        append=append)
+        pids.append(r["pid"])
         total = time.monotonic() - t_start
         if r["timed_out"]:
             msg = (f"timeout: {k.release} run exceeded {timeout:.0f}s "
@@ -371,23 +375,23 @@ def run(
             log(msg)
             notes.append(msg)
             return VMResult(TIMEOUT_EXIT, k.release, attempt, r["boot"], r["cmd"], total, True,
-                            r["console"], notes)
+                            r["console"], notes, pids)
         if r["rc"] is not None:
             return VMResult(r["rc"], k.release, attempt, r["boot"], r["cmd"], total, False,
-                            r["console"], notes)
+                            r["console"], notes, pids)
         if r["started"]:
             msg = (f"guest {k.release} died while CMD ran (qemu exit {r['qemu_rc']}); "
                    f"console tail:\n{_tail(r['console'])}{r['qemu']}")
             log(msg)
             notes.append(msg)
             return VMResult(GUEST_DIED_EXIT, k.release, attempt, r["boot"], r["cmd"], total,
-                            False, r["console"], notes)
+                            False, r["console"], notes, pids)
         msg = (f"boot {attempt} of {k.release} died before CMD started (qemu exit {r['qemu_rc']})")
         if attempt > retries:
             log(f"{msg}; giving up. console tail:\n{_tail(r['console'])}{r['qemu']}")
             notes.append(msg)
             return VMResult(GUEST_DIED_EXIT, k.release, attempt, None, None, total, False,
-                            r["console"], notes)
+                            r["console"], notes, pids)
         log(f"{msg}; retrying. console tail:\n{_tail(r['console'], 15)}")
         notes.append(msg)
 
