@@ -35,7 +35,15 @@ def skip_or_fail(reason: str) -> None:
 
 
 def vmlinux_h() -> Path:
-    """vmlinux.h for the running kernel, generated once by bpftool and cached by BTF hash."""
+    """vmlinux.h for the running kernel, generated once by bpftool and cached by BTF hash.
+
+    ``TRACEKIT_VMLINUX_H`` overrides it: the qemu guests use the host's header, so the
+    objects the host built (CO-RE: they run on any kernel) are found in the shared cache
+    instead of being recompiled slowly under emulation.
+    """
+    forced = os.environ.get("TRACEKIT_VMLINUX_H")
+    if forced:
+        return Path(forced)
     src = Path("/sys/kernel/btf/vmlinux")
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
     out = BUILD_DIR / f"vmlinux-{digest}" / "vmlinux.h"
