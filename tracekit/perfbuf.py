@@ -13,7 +13,8 @@ index ``cpu``; user space maps it as ``1 + 2^n`` pages:
   kernel pads ``data`` so the record stays 8-byte aligned: the padding is part of the
   bytes handed out, as with libbpf); PERF_RECORD_LOST (2) is ``{u64 id; u64 lost}``.
 
-Design, in line with :mod:`tracekit.ringbuf` (same decoder interface, same iterator shape):
+Design, in line with :mod:`tracekit.ringbuf` (same decoder interface; the waiting,
+iteration and closing machinery is :class:`tracekit.stream.RecordStream`, shared):
 
 * each drain copies the whole ``[tail, head)`` window out of the ring (at most two
   slices when it wraps), publishes ``data_tail`` with one aligned 8-byte store, then cuts
@@ -33,15 +34,13 @@ import ctypes
 import mmap
 import select
 import struct
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import anyio
-import anyio.lowlevel
-
-from .errors import ClosedError, MapError, SyscallError
+from .errors import MapError, SyscallError
 from .fd import FD
-from .ringbuf import DEFAULT_BATCH, Decoder
+from .ringbuf import Decoder
+from .stream import DEFAULT_BATCH, RecordStream
 from .syscalls import bpf as _bpf
 from .syscalls import perf as _perf
 
@@ -113,7 +112,7 @@ class _CpuRing:
         self.fd.close()
 
 
-class PerfBuffer:
+class PerfBuffer(RecordStream):
     """Reader of a BPF_MAP_TYPE_PERF_EVENT_ARRAY: one perf ring per online CPU.
 
     ``PerfBuffer(map_fd, max_entries, page_count=8, decoder=EventType|None, raw=False)``.
@@ -127,21 +126,16 @@ class PerfBuffer:
                  on_lost: Callable[[int, int], None] | None = None) -> None:
         if page_count <= 0 or page_count & (page_count - 1):
             raise MapError(f"perf buffer page_count {page_count} is not a power of two")
+        self._init_stream(batch_size)
         self.name = name
         self._map_fd = map_fd if isinstance(map_fd, int) else int(map_fd.fileno())
         self.decoder = None if raw else decoder
-        self.batch_size = batch_size
         self.on_lost = on_lost
         self.lost = 0
         self.lost_by_cpu: dict[int, int] = {}
         self._rings: list[_CpuRing] = []
         self._in_map: list[int] = []
-        self._pending: list[Any] = []
-        self._pos = 0
-        self._closed = False
-        self._waiters: set[anyio.CancelScope] = set()
-        self._ep: select.epoll | None = select.epoll()
-        self._ep_close_deferred = False
+        self._open_epoll()
         wanted = list(cpus) if cpus is not None else _perf.online_cpus()
         try:
             for cpu in wanted:
@@ -179,31 +173,19 @@ class PerfBuffer:
     def _what(self) -> str:
         return f"perf buffer {self.name!r}" if self.name else "perf buffer"
 
-    # --- synchronous API ----------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     @property
     def cpus(self) -> list[int]:
         return [r.cpu for r in self._rings]
 
     def fileno(self) -> int:
         """The epoll fd over every CPU's ring (readable when any has data)."""
-        if self._closed or self._ep is None:
-            raise ClosedError(f"{self._what()} is closed")
-        return self._ep.fileno()
+        return self._wait_fd()
 
     def pending_bytes(self) -> int:
         self._check()
         return sum(r.available() for r in self._rings)
 
-    def _check(self) -> None:
-        if self._closed:
-            raise ClosedError(f"{self._what()} is closed")
-
-    def _drain(self, limit: int) -> list[Any]:
+    def _take(self, out: list[Any], limit: int) -> int:
         raws: list[bytes] = []
         for r in self._rings:
             if len(raws) >= limit:
@@ -214,31 +196,12 @@ class PerfBuffer:
                 self.lost_by_cpu[r.cpu] = self.lost_by_cpu.get(r.cpu, 0) + lost
                 if self.on_lost is not None:
                     self.on_lost(r.cpu, lost)
-        if self.decoder is not None and raws:
-            return self.decoder.decode_batch(raws)
-        return raws  # type: ignore[return-value]
+        if raws:
+            out.extend(raws if self.decoder is None else self.decoder.decode_batch(raws))
+        return len(raws)
 
-    def read_available(self, limit: int | None = None) -> list[Any]:
-        """Drain without blocking: up to ``limit`` records (default: all there are)."""
-        self._check()
-        lim = (1 << 62) if limit is None else limit
-        out: list[Any] = []
-        if self._pos < len(self._pending):
-            take = self._pending[self._pos : self._pos + lim]
-            self._pos += len(take)
-            out.extend(take)
-        if len(out) < lim:
-            out.extend(self._drain(lim - len(out)))
-        return out
-
-    def close(self) -> None:
-        """Take the events out of the map, unmap the rings, wake waiters (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._pending = []
-        for scope in list(self._waiters):
-            scope.cancel()
+    def _release(self) -> None:
+        """Take the events out of the map, unmap the rings and close the events."""
         for cpu in self._in_map:
             key = ctypes.c_uint32(cpu)
             _bpf.map_delete_elem(self._map_fd, key)  # errno ignored: map may be gone
@@ -252,86 +215,6 @@ class PerfBuffer:
         for r in self._rings:
             r.close()
         self._rings.clear()
-        if self._waiters:
-            self._ep_close_deferred = True  # the waiter's unwinding still refers to the epoll fd
-        elif self._ep is not None:
-            self._ep.close()
-            self._ep = None
-
-    def __enter__(self) -> PerfBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> PerfBuffer:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    # --- async API ----------------------------------------------------------------------
-
-    async def wait(self) -> None:
-        """Return once some CPU's ring may hold records; ClosedError if closed meanwhile."""
-        if self._closed or self._ep is None:
-            raise ClosedError(f"{self._what()} is closed")
-        with anyio.CancelScope() as scope:
-            self._waiters.add(scope)
-            try:
-                await anyio.wait_readable(self._ep.fileno())
-            finally:
-                self._waiters.discard(scope)
-                if self._ep_close_deferred and not self._waiters and self._ep is not None:
-                    self._ep.close()
-                    self._ep = None
-        if self._closed:
-            raise ClosedError(f"{self._what()} was closed while waiting")
-
-    async def _fill(self) -> bool:
-        while not self._closed:
-            await anyio.lowlevel.checkpoint()
-            if self._closed:
-                return False
-            pend = self._drain(self.batch_size)
-            if pend:
-                self._pending = pend
-                self._pos = 0
-                return True
-            try:
-                await self.wait()
-            except ClosedError:
-                return False
-        return False
-
-    def __aiter__(self) -> PerfBuffer:
-        return self
-
-    async def __anext__(self) -> Any:
-        i = self._pos
-        if i < len(self._pending):
-            self._pos = i + 1
-            return self._pending[i]
-        if not await self._fill():
-            raise StopAsyncIteration
-        self._pos = 1
-        return self._pending[0]
-
-    async def batches(self, limit: int | None = None) -> AsyncIterator[list[Any]]:
-        """Yield non-empty lists of at most ``limit`` (default ``batch_size``) records."""
-        lim = limit or self.batch_size
-        while not self._closed:
-            await anyio.lowlevel.checkpoint()
-            if self._closed:
-                return
-            batch = self.read_available(lim)
-            if batch:
-                yield batch
-                continue
-            try:
-                await self.wait()
-            except ClosedError:
-                return
 
 
 __all__ = ["PerfBuffer", "PERF_RECORD_LOST", "PERF_RECORD_SAMPLE"]

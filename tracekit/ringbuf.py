@@ -36,18 +36,11 @@ Design choices:
   position but before we published the consumer position would wake no one.  So after
   committing, the producer position is read again and draining continues (libbpf does
   the same).
-* **Waiting** uses ``anyio.wait_readable`` on the map fd (anyio 4 accepts a raw int fd on
-  both asyncio and trio; the ringbuf fd is readable while data are unconsumed).  A merged
-  reader over several rings (:class:`RingBufferSet`) waits on ONE epoll fd holding all
-  the map fds rather than one task per ring: no task group, no cross-task channel, one
-  wake-up per burst, and it works the same on both backends.
-* **Closing wakes waiters** by cancelling the cancel scope each waiter registered
-  (``anyio.notify_closing`` is not enough on asyncio: anyio keeps its waiter table in a
-  context variable, which another task may not see).  The iterator then ends cleanly.
-  ``close()`` must be called from the event-loop thread (or when nothing waits).
-* **Cancellation-safe.**  Records are moved from the ring into the reader's own pending
-  list with no await in between, and the per-record iterator takes from that list, so
-  cancelling a consumer at any await loses nothing: the next iteration continues.
+* **Waiting, closing, cancellation** are :mod:`tracekit.stream`'s, shared with the perf
+  buffer: a ring waits on its map fd (readable while data are unconsumed), a merged
+  reader over several rings (:class:`RingBufferSet`) on ONE epoll fd holding all the map
+  fds; records taken from the ring are handed out from the reader's own pending list, so
+  cancelling a consumer at any await loses nothing.
 """
 
 from __future__ import annotations
@@ -57,13 +50,11 @@ import mmap
 import operator
 import select
 import struct
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-import anyio
-import anyio.lowlevel
-
 from .errors import ClosedError, MapError
+from .stream import DEFAULT_BATCH, RecordStream
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
@@ -71,9 +62,6 @@ HDR_SIZE = 8
 _LEN_MASK = DISCARD_BIT - 1
 PAGE_SIZE = mmap.PAGESIZE
 
-#: records taken from the ring per refill of the per-record iterator (bounds latency and
-#: memory; larger batches amortise the refill but hold records back from other tasks)
-DEFAULT_BATCH = 4096
 
 
 class Decoder(Protocol):
@@ -270,7 +258,7 @@ class _Drain:
         return got
 
 
-class RingBuffer:
+class RingBuffer(RecordStream):
     """Reader of one BPF_MAP_TYPE_RINGBUF map.
 
     ``RingBuffer(map_fd, max_entries, name=..., decoder=EventType|None, raw=False)``.
@@ -280,6 +268,7 @@ class RingBuffer:
 
     def __init__(self, map_fd: Any, max_entries: int, *, name: str = "", decoder: Decoder | None = None,
                  raw: bool = False, batch_size: int = DEFAULT_BATCH, memory: RingMemory | None = None) -> None:
+        self._init_stream(batch_size)
         self.name = name
         self.max_entries = max_entries
         self._fd = _as_fd(map_fd) if map_fd is not None else -1
@@ -290,23 +279,13 @@ class RingBuffer:
         self._mem = memory
         self.decoder = None if raw else decoder
         self._drain = _Drain(memory, self.decoder)
-        self.batch_size = batch_size
-        self._pending: list[Any] = []
-        self._pos = 0
-        self._closed = False
-        self._waiters: set[anyio.CancelScope] = set()
+        self._take = self._drain.drain  # type: ignore[method-assign]  # no wrapper frame per batch
 
     @classmethod
     def from_memory(cls, memory: RingMemory, *, fd: int | None = None, name: str = "",
                     decoder: Decoder | None = None, raw: bool = False) -> RingBuffer:
         """A reader over any memory laid out like the kernel's (tests, replays)."""
         return cls(fd, memory.size, name=name, decoder=decoder, raw=raw, memory=memory)
-
-    # --- synchronous API ----------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def fileno(self) -> int:
         """The pollable map fd (readable while records are unconsumed)."""
@@ -317,120 +296,23 @@ class RingBuffer:
     def _what(self) -> str:
         return f"ring buffer {self.name!r}" if self.name else "ring buffer"
 
-    def _check(self) -> None:
-        if self._closed:
-            raise ClosedError(f"{self._what()} is closed")
-
     def pending_bytes(self) -> int:
         """Bytes produced but not yet consumed (records, headers and padding)."""
         self._check()
         return self._drain.available()
 
-    def read_available(self, limit: int | None = None) -> list[Any]:
-        """Drain without blocking: up to ``limit`` records (default: all committed ones).
-
-        Records already taken from the ring by the async iterator come first.
-        """
-        self._check()
-        lim = (1 << 62) if limit is None else limit
-        out: list[Any] = []
-        if self._pos < len(self._pending):
-            take = self._pending[self._pos : self._pos + lim]
-            self._pos += len(take)
-            out.extend(take)
-        if len(out) < lim:
-            self._drain.drain(out, lim - len(out))
-        return out
-
-    def close(self) -> None:
-        """Unmap the ring and wake any task waiting on it (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._pending = []
-        self._pos = 0
-        for scope in list(self._waiters):
-            scope.cancel()
-        self._mem.close()
-
-    def __enter__(self) -> RingBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> RingBuffer:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    # --- async API ----------------------------------------------------------------------
-
-    async def wait(self) -> None:
-        """Return once records may be available; raise ClosedError if closed meanwhile."""
+    def _wait_fd(self) -> int:
         self._check()
         if self._fd < 0:
             raise ClosedError(f"{self._what()} has no fd to wait on (memory-only reader)")
-        with anyio.CancelScope() as scope:
-            self._waiters.add(scope)
-            try:
-                await anyio.wait_readable(self._fd)
-            finally:
-                self._waiters.discard(scope)
-        if self._closed:
-            raise ClosedError(f"{self._what()} was closed while waiting")
+        return self._fd  # the map fd is the map object's: nothing to close here
 
-    async def _fill(self) -> bool:
-        """Refill the pending list; False when the reader is closed."""
-        while not self._closed:
-            await anyio.lowlevel.checkpoint()  # cancellation point before taking records
-            if self._closed:
-                return False
-            pend: list[Any] = []
-            if self._drain.drain(pend, self.batch_size):
-                self._pending = pend
-                self._pos = 0
-                return True
-            try:
-                await self.wait()
-            except ClosedError:
-                return False
-        return False
-
-    def __aiter__(self) -> RingBuffer:
-        return self
-
-    async def __anext__(self) -> Any:
-        # Hot path: hand out the next pending record with no await at all.
-        i = self._pos
-        if i < len(self._pending):
-            self._pos = i + 1
-            return self._pending[i]
-        if not await self._fill():
-            raise StopAsyncIteration
-        self._pos = 1
-        return self._pending[0]
-
-    async def batches(self, limit: int | None = None) -> AsyncIterator[list[Any]]:
-        """Yield non-empty lists of at most ``limit`` (default ``batch_size``) records as
-        they become available, until closed."""
-        lim = limit or self.batch_size
-        while not self._closed:
-            await anyio.lowlevel.checkpoint()
-            if self._closed:
-                return
-            batch = self.read_available(lim)
-            if batch:
-                yield batch
-                continue
-            try:
-                await self.wait()
-            except ClosedError:
-                return
+    def _release(self) -> None:
+        """Unmap the ring (the map fd belongs to the map object)."""
+        self._mem.close()
 
 
-class RingBufferSet:
+class RingBufferSet(RecordStream):
     """Several ring buffers read through one iterator.
 
     All map fds sit in one epoll instance and the reader awaits that single fd: one
@@ -440,135 +322,38 @@ class RingBufferSet:
     """
 
     def __init__(self, readers: Iterable[RingBuffer], *, batch_size: int = DEFAULT_BATCH) -> None:
+        self._init_stream(batch_size)
         self.readers = list(readers)
         if not self.readers:
             raise ValueError("RingBufferSet needs at least one ring buffer")
-        self.batch_size = batch_size
-        self._closed = False
-        self._pending: list[Any] = []
-        self._pos = 0
-        self._waiters: set[anyio.CancelScope] = set()
-        self._ep: select.epoll | None = select.epoll()
-        self._ep_close_deferred = False
+        ep = self._open_epoll()
         try:
             for r in self.readers:
-                self._ep.register(r.fileno(), select.EPOLLIN)
+                ep.register(r.fileno(), select.EPOLLIN)
         except BaseException:
-            self._ep.close()
+            ep.close()
+            self._ep = None
             raise
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    def _what(self) -> str:
+        return "ring buffer set"
 
     def fileno(self) -> int:
-        if self._ep is None or self._closed:
-            raise ClosedError("ring buffer set is closed")
-        return self._ep.fileno()
+        """The epoll fd over every ring (readable when any has records)."""
+        return self._wait_fd()
 
-    def read_available(self, limit: int | None = None) -> list[Any]:
-        if self._closed:
-            raise ClosedError("ring buffer set is closed")
-        lim = (1 << 62) if limit is None else limit
-        out: list[Any] = []
-        if self._pos < len(self._pending):
-            take = self._pending[self._pos : self._pos + lim]
-            self._pos += len(take)
-            out.extend(take)
+    def _take(self, out: list[Any], limit: int) -> int:
+        # Each ring's read_available: records its own iterator already took come first.
+        n = len(out)
         for r in self.readers:
-            if len(out) >= lim:
+            if len(out) - n >= limit:
                 break
-            out.extend(r.read_available(lim - len(out)))
-        return out
+            out.extend(r.read_available(limit - (len(out) - n)))
+        return len(out) - n
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._pending = []
-        for scope in list(self._waiters):
-            scope.cancel()
+    def _release(self) -> None:
         for r in self.readers:
             r.close()
-        # A waiter still registered with the event loop unregisters the epoll fd when it
-        # unwinds; closing it now could let the number be reused under the loop's feet.
-        if self._waiters:
-            self._ep_close_deferred = True
-        elif self._ep is not None:
-            self._ep.close()
-            self._ep = None
-
-    def __enter__(self) -> RingBufferSet:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> RingBufferSet:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    async def wait(self) -> None:
-        if self._closed or self._ep is None:
-            raise ClosedError("ring buffer set is closed")
-        with anyio.CancelScope() as scope:
-            self._waiters.add(scope)
-            try:
-                await anyio.wait_readable(self._ep.fileno())
-            finally:
-                self._waiters.discard(scope)
-                if self._ep_close_deferred and not self._waiters and self._ep is not None:
-                    self._ep.close()
-                    self._ep = None
-        if self._closed:
-            raise ClosedError("ring buffer set was closed while waiting")
-
-    async def _fill(self) -> bool:
-        while not self._closed:
-            await anyio.lowlevel.checkpoint()
-            if self._closed:
-                return False
-            pend = self.read_available(self.batch_size)
-            if pend:
-                self._pending = pend
-                self._pos = 0
-                return True
-            try:
-                await self.wait()
-            except ClosedError:
-                return False
-        return False
-
-    def __aiter__(self) -> RingBufferSet:
-        return self
-
-    async def __anext__(self) -> Any:
-        i = self._pos
-        if i < len(self._pending):
-            self._pos = i + 1
-            return self._pending[i]
-        if not await self._fill():
-            raise StopAsyncIteration
-        self._pos = 1
-        return self._pending[0]
-
-    async def batches(self, limit: int | None = None) -> AsyncIterator[list[Any]]:
-        """Yield non-empty lists of at most ``limit`` (default ``batch_size``) records."""
-        lim = limit or self.batch_size
-        while not self._closed:
-            await anyio.lowlevel.checkpoint()
-            if self._closed:
-                return
-            batch = self.read_available(lim)
-            if batch:
-                yield batch
-                continue
-            try:
-                await self.wait()
-            except ClosedError:
-                return
 
 
 def merge(*readers: RingBuffer, batch_size: int = DEFAULT_BATCH) -> RingBufferSet:

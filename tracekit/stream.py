@@ -1,0 +1,219 @@
+"""The async reader core shared by every kernel-to-user record channel.
+
+:class:`tracekit.ringbuf.RingBuffer`, :class:`tracekit.ringbuf.RingBufferSet` and
+:class:`tracekit.perfbuf.PerfBuffer` differ only in how records leave the kernel; how a
+reader waits, hands records out and shuts down is the same, and lives here once.
+
+A subclass provides three things:
+
+* ``_take(out, limit) -> int``: move up to ``limit`` committed records into ``out``
+  without blocking (the ring protocol, decoding included) and say how many;
+* ``_wait_fd() -> int``: the fd that is readable while records may be there (raises
+  :class:`ClosedError` when there is nothing to wait on).  The default is the reader's own
+  epoll fd (:meth:`_open_epoll`);
+* ``_release() -> None``: close its kernel resources; :meth:`close` calls it once.
+
+Design:
+
+* **Taken records are the reader's, not the task's.**  Records move from the kernel into
+  one private list with no await in between, and every consumer (the per-record
+  iterator, :meth:`read_available`, :meth:`batches`) takes from the same list iterator,
+  so cancelling a consumer at any await loses nothing and the next consumer continues.
+* **One checkpoint per batch, none per record.**  The per-record path is a list-iterator
+  step; the event loop is only entered when the list is empty (a cancellation point
+  before taking the next batch, then a wait on the fd if the kernel has nothing).
+* **Waiting** is ``anyio.wait_readable`` on one fd (asyncio and trio alike); readers over
+  several kernel rings put them all in ONE epoll instance: one wake-up per burst, no
+  helper tasks, no channels.
+* **Closing wakes waiters** by cancelling the cancel scope each waiter registered
+  (``anyio.notify_closing`` is not enough on asyncio: its waiter table lives in a context
+  variable another task may not see); their iterators then end cleanly.  An owned epoll fd
+  that a waiter is still registered on is closed by the last waiter on its way out, so its
+  number cannot be reused under the event loop's feet.  ``close()`` must be called from
+  the event-loop thread (or when nothing waits).
+"""
+
+from __future__ import annotations
+
+import select
+from collections.abc import AsyncIterator
+from itertools import islice
+from operator import length_hint
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from .errors import ClosedError
+
+#: records taken from the kernel per refill of the per-record iterator (bounds latency and
+#: memory; larger batches amortise the refill but hold records back from other tasks)
+DEFAULT_BATCH = 4096
+
+#: "no limit" for read_available()
+_ALL = 1 << 62
+
+_EMPTY: Any = iter(())
+
+
+class RecordStream:
+    """Async (and non-blocking sync) reader of records a kernel buffer hands over.
+
+    Sync: :meth:`read_available`, :meth:`close`, ``with``.  Async: ``async for rec in r``,
+    ``await r.__anext__()``, ``async for batch in r.batches()``, :meth:`wait`,
+    ``async with``.  Iteration ends (StopAsyncIteration) once the reader is closed.
+    """
+
+    batch_size: int
+
+    def _init_stream(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self._closed = False
+        # Records taken from the kernel but not handed out yet, as one list iterator:
+        # every consumer advances the same one (cancellation-safe, no double delivery).
+        self._it: Any = _EMPTY
+        self._waiters: set[anyio.CancelScope] = set()
+        self._ep: select.epoll | None = None
+        self._ep_close_deferred = False
+
+    # --- what subclasses provide -----------------------------------------------------------
+
+    def _what(self) -> str:
+        return "reader"
+
+    def _take(self, out: list[Any], limit: int) -> int:
+        """Append up to ``limit`` records to ``out`` without blocking; return how many."""
+        raise NotImplementedError
+
+    def _wait_fd(self) -> int:
+        """The fd readable while records may be available; ClosedError if none."""
+        if self._closed or self._ep is None:
+            raise ClosedError(f"{self._what()} is closed")
+        return self._ep.fileno()
+
+    def _release(self) -> None:
+        """Close the subclass's kernel resources (called once, by :meth:`close`)."""
+
+    def _open_epoll(self) -> select.epoll:
+        """An epoll instance owned by the reader (its default :meth:`_wait_fd`)."""
+        self._ep = select.epoll()
+        return self._ep
+
+    # --- synchronous API -------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ClosedError(f"{self._what()} is closed")
+
+    def read_available(self, limit: int | None = None) -> list[Any]:
+        """Drain without blocking: up to ``limit`` records (default: all there are).
+
+        Records already taken from the kernel by the async iterator come first.
+        """
+        self._check()
+        lim = _ALL if limit is None else limit
+        out = list(islice(self._it, lim)) if length_hint(self._it) else []
+        if len(out) < lim:
+            self._take(out, lim - len(out))
+        return out
+
+    def close(self) -> None:
+        """Release the kernel resources and wake any task waiting (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._it = _EMPTY
+        for scope in list(self._waiters):
+            scope.cancel()
+        try:
+            self._release()
+        finally:
+            if self._ep is not None:
+                if self._waiters:
+                    self._ep_close_deferred = True  # the waiter's unwinding still uses the fd
+                else:
+                    self._ep.close()
+                    self._ep = None
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- async API -------------------------------------------------------------------------
+
+    async def wait(self) -> None:
+        """Return once records may be available; raise ClosedError if closed meanwhile."""
+        fd = self._wait_fd()
+        with anyio.CancelScope() as scope:
+            self._waiters.add(scope)
+            try:
+                await anyio.wait_readable(fd)
+            finally:
+                self._waiters.discard(scope)
+                if self._ep_close_deferred and not self._waiters and self._ep is not None:
+                    self._ep.close()
+                    self._ep = None
+        if self._closed:
+            raise ClosedError(f"{self._what()} was closed while waiting")
+
+    async def _fill(self) -> bool:
+        """Make the pending iterator non-empty; False once the reader is closed."""
+        while not self._closed:
+            await anyio.lowlevel.checkpoint()  # cancellation point before taking records
+            if self._closed:
+                return False
+            if length_hint(self._it):
+                return True  # another consumer refilled while we were suspended
+            pend: list[Any] = []
+            if self._take(pend, self.batch_size):
+                self._it = iter(pend)
+                return True
+            try:
+                await self.wait()
+            except ClosedError:
+                return False
+        return False
+
+    def __aiter__(self) -> Any:
+        return self
+
+    async def __anext__(self) -> Any:
+        # Hot path: one list-iterator step, no await, no attribute writes.
+        for rec in self._it:
+            return rec
+        while await self._fill():
+            for rec in self._it:
+                return rec
+        raise StopAsyncIteration
+
+    async def batches(self, limit: int | None = None) -> AsyncIterator[list[Any]]:
+        """Yield non-empty lists of at most ``limit`` (default ``batch_size``) records as
+        they become available, until closed."""
+        lim = limit or self.batch_size
+        while not self._closed:
+            await anyio.lowlevel.checkpoint()
+            if self._closed:
+                return
+            batch = self.read_available(lim)
+            if batch:
+                yield batch
+                continue
+            try:
+                await self.wait()
+            except ClosedError:
+                return
+
+
+__all__ = ["DEFAULT_BATCH", "RecordStream"]
