@@ -55,8 +55,12 @@ def open(  # noqa: A001 - the field's name for this operation (libbpf: bpf_objec
     btf: str | os.PathLike[str] | BTF | None = None,
     name: str | None = None,
     link: Sequence[str | os.PathLike[str] | bytes] | None = None,
+    pin_root_path: str | os.PathLike[str] | None = None,
 ) -> Object:
     """Open a BPF object: a path to a ``.bpf.o``, a bundled probe name, or ELF bytes.
+
+    ``pin_root_path`` is the directory (on a bpffs) where maps declared with
+    ``__uint(pinning, LIBBPF_PIN_BY_NAME)`` are pinned and reused; default /sys/fs/bpf.
 
     ``link`` names library objects linked in before relocation, so the object can call
     their global functions and use their variables and maps (:func:`link`).
@@ -65,7 +69,7 @@ def open(  # noqa: A001 - the field's name for this operation (libbpf: bpf_objec
     ``.BTF``), like libbpf's ``btf_custom_path``.  Nothing touches the kernel until
     :meth:`Object.load`.
     """
-    return _open_object(src, btf=btf, name=name, link=link)
+    return _open_object(src, btf=btf, name=name, link=link, pin_root_path=pin_root_path)
 
 
 def attach(

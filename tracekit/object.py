@@ -202,6 +202,8 @@ class ObjectMap:
         self._obj = obj
         self.spec = spec
         self.map: Any = None  # tracekit.maps.Map once loaded
+        #: the map was pinned (LIBBPF_PIN_BY_NAME) by an earlier load and is shared, not created
+        self.reused = False
 
     @property
     def name(self) -> str:
@@ -268,9 +270,14 @@ def _global_attr(section: str):
 class Object:
     """A BPF object: open (pure), then ``load()``, ``attach()``, ``events()``, ``close()``."""
 
-    def __init__(self, spec: ObjectSpec, *, btf: str | os.PathLike[str] | BTF | None = None) -> None:
+    def __init__(self, spec: ObjectSpec, *, btf: str | os.PathLike[str] | BTF | None = None,
+                 pin_root_path: str | os.PathLike[str] | None = None) -> None:
         self.spec = spec
         self._btf_target = btf
+        #: where maps declared with ``__uint(pinning, LIBBPF_PIN_BY_NAME)`` are pinned and
+        #: reused (default: the bpffs mount, /sys/fs/bpf, mounted if needed)
+        self.pin_root_path: str | None = os.fspath(pin_root_path) if pin_root_path is not None else None
+        self._new_pins: list[str] = []
         self.programs: dict[str, Program] = {n: Program(self, p) for n, p in spec.programs.items()}
         self.maps: dict[str, ObjectMap] = {n: ObjectMap(self, m) for n, m in spec.maps.items()}
         self._globals: dict[str, GlobalData] = {}
@@ -368,10 +375,27 @@ class Object:
         self._resolve_externs(plans, targets)
         self._load_btf(plans)
         map_fds = self._create_maps()
+        self._init_slots(map_fds, uapi.MapType.PROG_ARRAY, exclude=True)
         for name, plan in plans.items():
             prog = self.programs[name]
             prog.plan = plan
             prog._fd = self._load_program(bpf, plan, map_fds, targets)
+        self._init_slots({n: p.fd for n, p in self.programs.items() if p.loaded}, uapi.MapType.PROG_ARRAY)
+        self._new_pins.clear()  # loaded: pins now belong to the system, as with libbpf
+
+    def _init_slots(self, fds: dict[str, int], map_type: int, *, exclude: bool = False) -> None:
+        """Fill ``values`` slots declared in the object: inner maps of map-in-maps (after the
+        maps exist) and programs of prog arrays (after the programs are loaded)."""
+        for om in self.maps.values():
+            s = om.spec
+            if not s.init_slots or (s.type == map_type) == exclude or om.reused:
+                continue
+            what = "program" if s.type == uapi.MapType.PROG_ARRAY else "map"
+            for slot, target in sorted(s.init_slots.items()):
+                if target not in fds:
+                    raise LoadError(f"object {self.name!r}: map {s.name!r} slot {slot} names {what} "
+                                    f"{target!r}, which is not {'loaded' if what == 'program' else 'created'}")
+                om.map.update(slot, fds[target].to_bytes(4, "little"))
 
     def _resolve_externs(self, plans: dict[str, ProgramPlan], targets: Sequence[BTF]) -> None:
         """kfunc/ksym/kconfig externs: resolve (pure, tracekit.externs) and patch each plan."""
@@ -418,7 +442,12 @@ class Object:
             s = om.spec
             max_entries = s.max_entries
             if s.type == uapi.MapType.PERF_EVENT_ARRAY and max_entries == 0:
-                max_entries = os.cpu_count() or 1
+                from .maps import num_possible_cpus
+
+                max_entries = num_possible_cpus()
+            if s.pinning and self._reuse_pinned(om, max_entries):
+                fds[om.name] = om.map.fd
+                continue
             kwargs: dict[str, Any] = dict(
                 name=kernel_name(s.name), flags=s.flags, map_extra=s.map_extra, numa_node=s.numa_node
             )
@@ -452,7 +481,40 @@ class Object:
             fds[om.name] = m.fd
             if s.is_internal:
                 self._init_global_data(om, m)
+            if s.pinning:
+                path = self._pin_path(s.name)
+                m.pin(path)
+                self._new_pins.append(path)
         return fds
+
+    def _pin_path(self, name: str) -> str:
+        if self.pin_root_path is None:
+            from .syscalls import fs
+
+            self.pin_root_path = fs.bpffs_path()
+        return os.path.join(self.pin_root_path, name)
+
+    def _reuse_pinned(self, om: ObjectMap, max_entries: int) -> bool:
+        """LIBBPF_PIN_BY_NAME: reuse the map pinned under the name if it is compatible."""
+        from .maps import Map
+
+        path = self._pin_path(om.spec.name)
+        if not os.path.exists(path):
+            return False
+        m = Map.from_pin(path)
+        s = om.spec
+        want = {"type": s.type, "key_size": s.key_size, "value_size": s.value_size,
+                "max_entries": max_entries, "flags": s.flags}
+        have = {k: getattr(m, k) for k in want}
+        if have != want:
+            m.close()
+            diff = ", ".join(f"{k} {have[k]} (object wants {want[k]})" for k in want if have[k] != want[k])
+            raise LoadError(f"object {self.name!r}: map {s.name!r} is pinned at {path} with a different "
+                            f"definition: {diff}; remove the pin (rm {path}) or change the object")
+        om.map = m
+        om.reused = True
+        log.debug("map %s: reusing the map pinned at %s", s.name, path)
+        return True
 
     def _init_global_data(self, om: ObjectMap, m: Any) -> None:
         s = om.spec
@@ -661,10 +723,14 @@ class Object:
         for mm in self._mmaps:
             _quietly(mm.close)
         self._mmaps.clear()
+        for path in self._new_pins:  # a load that failed leaves no pin behind
+            _quietly(lambda p=path: os.unlink(p))
+        self._new_pins.clear()
         for om in self.maps.values():
             if om.map is not None:
                 _quietly(om.map.close)
                 om.map = None
+            om.reused = False
         if self._btf_fd is not None:
             _quietly(self._btf_fd.close)
             self._btf_fd = None
@@ -716,7 +782,8 @@ def _kernel_version_code() -> int:
 
 def open_object(src: str | os.PathLike[str] | bytes, *, btf: str | os.PathLike[str] | BTF | None = None,
                 name: str | None = None,
-                link: Sequence[str | os.PathLike[str] | bytes] | None = None) -> Object:
+                link: Sequence[str | os.PathLike[str] | bytes] | None = None,
+                pin_root_path: str | os.PathLike[str] | None = None) -> Object:
     """Parse a BPF object (path, bundled probe name, or ELF bytes) — no kernel involved yet.
 
     ``link`` lists more objects (libraries) to statically link with ``src`` first
@@ -739,4 +806,4 @@ def open_object(src: str | os.PathLike[str] | bytes, *, btf: str | os.PathLike[s
             name = name or elf.object_name(data)
         data = _link([data, *link])
     spec = elf.load_spec(data, name=name)
-    return Object(spec, btf=btf)
+    return Object(spec, btf=btf, pin_root_path=pin_root_path)
