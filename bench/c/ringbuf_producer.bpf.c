@@ -16,6 +16,9 @@ struct record {
 	__u64 payload[5];
 };                       /* 48 bytes */
 
+/* tracekit's event-type marker: puts struct record in BTF for decoding readers. */
+struct record *__event_records __attribute__((unused));
+
 struct run_args {
 	__u64 nr;            /* records to produce in this run */
 };
