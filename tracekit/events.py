@@ -29,7 +29,6 @@ import keyword
 import operator
 import struct
 from collections.abc import Callable, Sequence
-from itertools import repeat
 from typing import Any
 
 from .btf.reader import BTF
@@ -440,10 +439,13 @@ class EventType:
         # collection every ~700 allocations, which more than halves throughput.  The list is
         # built in one C call with the GIL held, so pausing the collector around it is
         # invisible to other code; the allocation count carries over to the next check.
+        # map(cls, ...) calls the class directly (type -> tuple's tp_new): ~20% cheaper per
+        # record than map(tuple.__new__, repeat(cls), ...), which packs an argument tuple
+        # and re-slices it for every record.  The class defines no __new__/__init__.
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return list(map(tuple.__new__, repeat(self.record_class), st.iter_unpack(blob)))
+            return list(map(self.record_class, st.iter_unpack(blob)))
         finally:
             if enabled:
                 gc.enable()
