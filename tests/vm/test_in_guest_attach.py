@@ -12,6 +12,8 @@ known to have the feature fails):
     tests/live/test_attach_tracing.py   fentry/fexit/fmod_ret, module fentry, cookies
     tests/live/test_perfbuf.py          perf buffer
     tests/vm/test_in_guest_tools.py     tracekit-execsnoop -d 5 sees an exec
+    tests/live/test_module_btf.py       CO-RE against module types, nf_conntrack kfuncs
+                                        (fd_array), x_tables' per-CPU __ksym
 
 BPF objects and the uprobe target are built here first (no compiler runs in the guest);
 their paths reach the guest as TRACEKIT_PREBUILT_* variables.
@@ -41,6 +43,8 @@ GUEST_SUITE = [
     "tests/live/test_externs.py",
     "tests/live/test_arg_ctx.py",
     "tests/live/test_features.py",
+    # module BTF (this host has none): CO-RE candidates, kfuncs and a typed ksym of modules
+    "tests/live/test_module_btf.py",
 ]
 #: objects those suites build with tests.support.build_bpf_object (name, defines)
 SHARED_OBJECTS = [
@@ -55,6 +59,9 @@ SHARED_OBJECTS = [
     ("extern_kconfig.bpf.c", ("STRONG_MISSING",)),
     ("argctx_fallback.bpf.c", ()),
     ("extern_sanitize.bpf.c", ()),
+    ("module_core.bpf.c", ()),
+    ("module_kfunc.bpf.c", ()),
+    ("module_ksym.bpf.c", ()),
 ]
 OBJECTS = ["attach_probes.bpf.c", "attach_tracing.bpf.c", "attach_perfbuf.bpf.c"]
 #: per-kernel cap (boot included); the whole CI has 60 min for everything

@@ -61,6 +61,7 @@ _MEMO_MAX = 4096  # remembered look-ups per kind of look-up (bounds the cache fi
 _lock = threading.Lock()
 _vmlinux: BTF | None = None
 _modules: dict[str, BTF] | None = None
+_module_names: tuple[str, ...] = ()  # the listing _modules was built from
 # What the on-disk cache holds for the current vmlinux BTF: (boot id, types, has names,
 # memo sizes); save_cache() writes only when the process knows more than that.
 _saved_state: tuple[bytes, int, bool, int, int] | None = None
@@ -80,26 +81,37 @@ def vmlinux() -> BTF:
 
 
 def modules() -> dict[str, BTF]:
-    """Module BTFs by module name, split on :func:`vmlinux` (each parsed on first listing)."""
-    global _modules
-    m = _modules
-    if m is not None:
-        return m
+    """Module BTFs by module name, split on :func:`vmlinux` (each parsed on first listing).
+
+    ``/sys/kernel/btf`` is listed on every call (one ``listdir``): a module loaded since
+    the last call (``modprobe nf_conntrack`` in a long-running process) must be seen, as
+    libbpf sees it by reading module BTFs at each load.  BTFs already parsed are kept.
+    """
+    global _modules, _module_names
     base = vmlinux()
+    try:
+        names = tuple(sorted(n for n in os.listdir(SYSFS_BTF) if n != "vmlinux"))
+    except OSError:
+        names = ()
+    m = _modules
+    if m is not None and names == _module_names:
+        return m
     with _lock:
-        if _modules is None:
+        if _modules is None or names != _module_names:
+            old = _modules or {}
             out: dict[str, BTF] = {}
-            try:
-                names = sorted(p.name for p in SYSFS_BTF.iterdir() if p.name != "vmlinux")
-            except OSError:
-                names = []
             for name in names:
-                try:
-                    out[name] = BTF.from_file(str(SYSFS_BTF / name), base=base)
-                except (OSError, BTFError) as e:
-                    # a module unloaded meanwhile, or BTF we cannot read: skip, say why
-                    log.debug("module BTF %s skipped: %s", name, e)
-            _modules = out
+                b = old.get(name)
+                if b is None:
+                    try:
+                        b = BTF.from_file(str(SYSFS_BTF / name), base=base)
+                    except (OSError, BTFError) as e:
+                        # a module unloaded meanwhile, or BTF we cannot read: skip, say why
+                        log.debug("module BTF %s skipped: %s", name, e)
+                        continue
+                out[name] = b
+            # a new dict: callers may hold (and iterate) the previous one
+            _modules, _module_names = out, names
         return _modules
 
 
@@ -145,10 +157,11 @@ def module_btf_fd(btf: BTF) -> FD:
 
 def reset() -> None:
     """Forget the loaded BTFs (tests; or after a module was loaded/unloaded)."""
-    global _vmlinux, _modules, _saved_state
+    global _vmlinux, _modules, _module_names, _saved_state
     with _lock:
         _vmlinux = None
         _modules = None
+        _module_names = ()
         _saved_state = None
 
 
