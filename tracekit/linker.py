@@ -21,10 +21,14 @@ from scratch over our own ELF reading and writing:
 4. **BTF**: every input's types are appended with ids and strings remapped; extern
    VARs/FUNCs that got resolved are folded into their definition's type, and the
    DATASECs are rebuilt per output section with real offsets and sizes (the loader still
-   accepts them as is).  No structural deduplication is done: duplicate types are legal
-   BTF and keep type ids stable for the CO-RE records.
+   accepts them as is).  An extern FUNC's prototype takes the definition's parameter
+   names (clang leaves them out) so it can collapse into the definition's; the VARs of a
+   second ``license``/``version`` are dropped with its bytes.  The merged BTF is then
+   deduplicated (:mod:`tracekit.btf.dedup`, libbpf's ``btf__dedup`` algorithm), so types
+   every input pulls from ``vmlinux.h`` are present once.
 5. **BTF.ext**: func_info, line_info and CO-RE records are concatenated per section with
-   instruction offsets shifted and type ids / string offsets remapped.
+   instruction offsets shifted and type ids (through the dedup id map) / string offsets
+   remapped.
 
 Pure: bytes in, bytes out, no syscalls.  Errors are :class:`~tracekit.errors.LinkerError`
 and name the input objects involved.
@@ -38,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .btf.dedup import dedup_types
 from .btf.ext import BTF_EXT_MAGIC, CORE_RELO_SIZE, FUNC_INFO_SIZE, LINE_INFO_SIZE, BTFExt
 from .btf.reader import BTF
 from .btf.types import LINKAGE_EXTERN, LINKAGE_STATIC, Kind, Member, Param, Type, VarSecinfo
@@ -239,7 +244,9 @@ class Linker:
         out = ln.finalize()
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, dedup: bool = True) -> None:
+        """``dedup=False`` keeps every input's types as appended (ids stay input-ordered)."""
+        self._dedup = dedup
         self._inputs: list[_Input] = []
         self._secs: dict[str, _OutSec] = {}
         self._locals: list[_OutSym] = []
@@ -462,8 +469,17 @@ class Linker:
         self._finalized = True
         self._append_relocations()
         builder, datasec_ids = self._link_btf()
-        ext = self._link_btf_ext(builder)
         self._fill_datasecs(builder, datasec_ids)
+        if self._dedup:
+            # As libbpf's linker: deduplicate once everything is merged, then build
+            # .BTF.ext (type ids, access strings, line strings, section names) against the
+            # deduplicated BTF through the composed id map.
+            res = dedup_types(builder.types)
+            idm = res.id_map
+            for inp in self._inputs:
+                inp.type_map = [idm[t] for t in inp.type_map]
+            builder = res.builder()
+        ext = self._link_btf_ext(builder)
         return self._write(builder.encode(), ext)
 
     def _append_relocations(self) -> None:
@@ -511,6 +527,10 @@ class Linker:
         # Which input types are folded into another: resolved externs -> their definition,
         # later externs of an unresolved name -> the first one.  DATASECs are rebuilt.
         folded: dict[tuple[int, int], tuple[int, int]] = {}
+        # Extern FUNC_PROTOs get the definition's parameter names (clang leaves an extern's
+        # unnamed): (input, FUNC_PROTO id) -> names.  Then dedup sees the two prototypes as
+        # the same type instead of keeping the extern's as an unreferenced look-alike.
+        proto_names: dict[tuple[int, int], list[str]] = {}
         for idx, inp in enumerate(self._inputs):
             for name, g in self._globals.items():
                 kind, tid, _ = self._btf_of(inp, _InSym(name, 0, 0, 0, STT_NOTYPE, 0, 0))
@@ -520,6 +540,20 @@ class Linker:
                 # definition that lost keeps its type: its dead code still has func_info
                 if inp.btf.type(tid).linkage == LINKAGE_EXTERN:  # type: ignore[union-attr]
                     folded[(idx, tid)] = (g.owner, g.btf_id)
+                    if kind == Kind.FUNC:
+                        self._name_extern_params(idx, tid, g, proto_names)
+        # The VARs of a second ``license``/``version`` (whose bytes were dropped) are
+        # dropped too, as libbpf does: only that input's DATASEC, rebuilt below, used them.
+        dropped: set[tuple[int, int]] = set()
+        for idx, inp in enumerate(self._inputs):
+            deduped = {s.name for s in inp.secs if s.deduped}
+            if not deduped:
+                continue
+            btf = inp.btf
+            assert btf is not None
+            for tid, t in btf.types():
+                if t.kind == Kind.DATASEC and t.name in deduped:
+                    dropped.update((idx, si.type) for si in t.secinfos if btf.kind_of(si.type) == Kind.VAR)
         # first pass: output ids of kept types
         next_id = 1
         for idx, inp in enumerate(self._inputs):
@@ -527,7 +561,7 @@ class Linker:
             assert btf is not None
             tm = [0] * len(btf)
             for tid in range(1, len(btf)):
-                if (idx, tid) in folded or btf.kind_of(tid) == Kind.DATASEC:
+                if (idx, tid) in folded or (idx, tid) in dropped or btf.kind_of(tid) == Kind.DATASEC:
                     continue
                 tm[tid] = next_id
                 next_id += 1
@@ -544,9 +578,26 @@ class Linker:
                     continue
                 t = btf.type(tid)
                 nt = _remap(t, tm, f"{inp.name}: BTF type {tid}")
+                names = proto_names.get((idx, tid))
+                if names is not None:
+                    for p, n in zip(nt.params, names):
+                        p.name = p.name or n
                 b.add_type(nt)
         datasec_ids: dict[str, int] = {}
         return b, datasec_ids
+
+    def _name_extern_params(self, idx: int, func_id: int, g: _Global,
+                            proto_names: dict[tuple[int, int], list[str]]) -> None:
+        """Record the parameter names of ``g``'s FUNC for the extern FUNC ``func_id`` of input ``idx``."""
+        if g.btf_kind != Kind.FUNC:
+            return
+        owner = self._inputs[g.owner].btf
+        btf = self._inputs[idx].btf
+        assert owner is not None and btf is not None
+        mine = btf.type(btf.type(func_id).type)
+        theirs = owner.type(owner.type(g.btf_id).type)
+        if mine.kind == Kind.FUNC_PROTO and theirs.kind == Kind.FUNC_PROTO and len(mine.params) == len(theirs.params):
+            proto_names[(idx, btf.type(func_id).type)] = [p.name for p in theirs.params]
 
     def _fill_datasecs(self, b: BTFBuilder, datasec_ids: dict[str, int]) -> None:
         """One DATASEC per output section that had one in some input, plus the extern ones."""
@@ -576,8 +627,8 @@ class Linker:
                         lst.append(VarSecinfo(inp.type_map[si.type], si.offset, si.size))
                     continue
                 sec = by_name.get(t.name)
-                if sec is None:
-                    continue
+                if sec is None or sec.deduped:
+                    continue  # a second license/version: the first input's VARs describe it
                 for si in t.secinfos:
                     v = btf.type(si.type)
                     off = si.offset
@@ -822,12 +873,14 @@ class _TypeMatcher:
 # --- public API ---------------------------------------------------------------------------
 
 
-def link(inputs: Sequence[str | os.PathLike[str] | bytes], *, names: Iterable[str] | None = None) -> bytes:
+def link(inputs: Sequence[str | os.PathLike[str] | bytes], *, names: Iterable[str] | None = None,
+         dedup: bool = True) -> bytes:
     """Statically link relocatable BPF objects (paths or ELF bytes) into one; returns ELF bytes.
 
     ``names`` labels byte inputs in error messages (paths are labelled by file name).
+    The output BTF is deduplicated (as libbpf's linker does) unless ``dedup=False``.
     """
-    ln = Linker()
+    ln = Linker(dedup=dedup)
     nm = list(names) if names is not None else []
     for i, src in enumerate(inputs):
         ln.add(src, name=nm[i] if i < len(nm) else None)
