@@ -436,8 +436,11 @@ class CoreRelocator:
         ess = essential_name(lt.name)
         out: list[Candidate] = []
         for i, tgt in enumerate(self.targets):
-            if i > 0 and out:
-                break  # modules are searched only when vmlinux has no candidate (libbpf)
+            if i == 1 and out:
+                # Modules are searched only when vmlinux has no candidate -- then all of
+                # them, as libbpf does: a type two modules both carry (9p's and 9pnet's
+                # struct p9_client) yields two candidates, which must agree.
+                break
             for tid in tgt.find_by_essential_name(ess):
                 if i > 0 and tid < tgt.start_id:
                     continue  # a module's base (vmlinux) types were already searched

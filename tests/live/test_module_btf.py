@@ -136,9 +136,9 @@ def test_core_relocates_against_module_types() -> None:
     need_module_btf()
     for mod in ("overlay", "9pnet", "9p"):
         need("module BTF", modprobe(mod), f"no BTF for module {mod}")
-    # nf_conntrack carries an own copy of enum nf_nat_manip_type, which vmlinux also has:
-    # the copy must not become a candidate (libbpf searches modules only when vmlinux
-    # has none), else bpf_core_type_id_kernel() would be ambiguous.
+    # vmlinux has enum nf_nat_manip_type only as an empty forward declaration, nf_conntrack
+    # the full enum: libbpf searches modules only when vmlinux has no candidate at all, so
+    # the module's enum must be ignored (and NF_NAT_MANIP_DST then does not exist).
     need("module BTF", modprobe("nf_conntrack"), "cannot load nf_conntrack")
 
     vm = kernel.vmlinux()
@@ -148,7 +148,9 @@ def test_core_relocates_against_module_types() -> None:
     (ovl_id,) = own(ovl, "ovl_fs", Kind.STRUCT)
     assert own(p9net, "p9_client", Kind.STRUCT) and own(p9, "p9_client", Kind.STRUCT)
     (manip_vm,) = vm.find("nf_nat_manip_type", Kind.ENUM)
-    assert own(ct, "nf_nat_manip_type", Kind.ENUM), "nf_conntrack no longer has its own copy"
+    assert not vm.type(manip_vm).values, "vmlinux is expected to have the enum as a forward only"
+    (manip_ct,) = own(ct, "nf_nat_manip_type", Kind.ENUM)
+    assert "NF_NAT_MANIP_DST" in [e.name for e in ct.type(manip_ct).values]
 
     with tracekit.open(build_bpf_object("module_core.bpf.c")) as obj:
         obj.load()
@@ -179,7 +181,7 @@ def test_core_relocates_against_module_types() -> None:
         assert v("task_id") == task
         assert v("task_pid_off") == member(vm, task, "pid")[0]
         assert v("manip_id") == manip_vm
-        assert v("manip_dst") == 1
+        assert v("manip_dst_exists") == 0  # the module's full enum was not consulted
 
     # Where the candidates came from, as tracekit's relocator (same rules as the load)
     # sees them against the running kernel.

@@ -2,8 +2,9 @@
 /*
  * CO-RE against module BTF: struct ovl_fs exists only in overlay's BTF, struct p9_client
  * in both 9pnet's and 9p's; task_struct and enum nf_nat_manip_type are vmlinux types
- * (the latter also has an own copy in nf_conntrack's BTF, which must be ignored because
- * vmlinux has a candidate).  The loader's values land in .bss; the test compares them
+ * -- the latter only as an empty forward declaration; nf_conntrack's BTF has the full
+ * enum, which must NOT be consulted because vmlinux has a candidate (libbpf's rule), so
+ * NF_NAT_MANIP_DST does not exist for CO-RE.  The loader's values land in .bss; the test compares them
  * with the BTF in /sys/kernel/btf.
  */
 #include "vmlinux.h"
@@ -16,7 +17,7 @@ int ovl_layers_off = -1, ovl_cred_off = -1, ovl_errseq_off = -1;
 int ovl_numdatalayer_exists = -1, ovl_bogus_exists = -1;
 int p9_msize_off = -1, p9_name_off = -1, p9_name_size = -1, p9_size = -1;
 int task_pid_off = -1, task_id = -1;
-int manip_id = -1, manip_dst = -1;
+int manip_id = -1, manip_dst_exists = -1;
 
 SEC("syscall")
 int module_core(void *ctx)
@@ -38,7 +39,7 @@ int module_core(void *ctx)
 	task_pid_off = bpf_core_field_offset(struct task_struct, pid);
 	task_id = bpf_core_type_id_kernel(struct task_struct);
 	manip_id = bpf_core_type_id_kernel(enum nf_nat_manip_type);
-	manip_dst = bpf_core_enum_value(enum nf_nat_manip_type, NF_NAT_MANIP_DST);
+	manip_dst_exists = bpf_core_enum_value_exists(enum nf_nat_manip_type, NF_NAT_MANIP_DST);
 	return 0;
 }
 

@@ -20,7 +20,9 @@ int read_recseq(void *ctx)
 
 	/* the per-CPU pointer itself: the kernel puts the symbol's kallsyms value there */
 	recseq_addr = (__u64)&xt_recseq;
-	recseq_seq = mine->sequence;
+	/* a copy, not mine->sequence: 6.1's verifier keeps the typedef as the pointee type
+	 * ("Type 'seqcount_t' is not a struct") and refuses the field access */
+	bpf_probe_read_kernel(&recseq_seq, sizeof(recseq_seq), mine);
 	cpu0_ok = bpf_per_cpu_ptr(&xt_recseq, 0) != 0;
 	return 0;
 }
