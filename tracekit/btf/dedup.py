@@ -62,6 +62,9 @@ _SIMPLE_REF = frozenset(
 )
 _REF = _SIMPLE_REF | {Kind.ARRAY, Kind.FUNC_PROTO, Kind.DECL_TAG}
 _ENUMS = (Kind.ENUM, Kind.ENUM64)
+# kinds that equivalence lets stand for one another
+_KIND_CLASS = {Kind.STRUCT: "composite", Kind.UNION: "composite", Kind.FWD: "composite",
+               Kind.ENUM: "enum", Kind.ENUM64: "enum"}
 # kinds whose ``type`` field is a type id
 _TYPE_FIELD_REF = _SIMPLE_REF | {Kind.ARRAY, Kind.FUNC_PROTO, Kind.VAR, Kind.DECL_TAG}
 
@@ -144,6 +147,7 @@ class _Dedup:
                 m[i] = i  # never merged: a VAR is a variable, a DATASEC a section
         self.map = m
         self.hypot: dict[int, int] = {}
+        self._skeys: dict[int, tuple] = {}
 
     # --- id resolution ---------------------------------------------------------------
 
@@ -206,13 +210,40 @@ class _Dedup:
 
     # --- 2. structs and unions -------------------------------------------------------
 
+    def skey(self, i: int) -> tuple:
+        k = self._skeys.get(i)
+        if k is None:
+            k = self._skeys[i] = _struct_key(self.types[i])
+        return k
+
+    def _bucket_key(self, i: int) -> tuple:
+        """The shallow key refined by what equivalence needs of each member's type.
+
+        Kernel headers have hundreds of composites of one shape (anonymous
+        ``struct { u64 a; }`` and the like); comparing each new one with all of them is
+        quadratic.  Equivalent members always have: the same canonical INT/FLOAT (those
+        are final after the primitive pass), the same name, and kinds of one class (a
+        FWD may stand for a struct or union, an enum declaration for an ENUM64).
+        """
+        types, kinds = self.types, self.kinds
+        resolve = self.resolve
+        parts = []
+        for mem in types[i].members:
+            r = mem.type
+            k = kinds[r]
+            if k == Kind.INT or k == Kind.FLOAT:
+                parts.append(resolve(r))
+            else:
+                parts.append((_KIND_CLASS.get(k, k), types[r].name))
+        return (self.skey(i), tuple(parts))
+
     def struct_types(self) -> None:
         types, kinds, m = self.types, self.kinds, self.map
         table: dict[tuple, list[int]] = {}
         for i in range(1, len(types)):
             if kinds[i] not in _COMPOSITE or m[i] >= 0:
                 continue  # not a composite, or mapped while an earlier one was proven equal
-            key = _struct_key(types[i])
+            key = self._bucket_key(i)
             cands = table.setdefault(key, [])
             new = i
             for c in cands:
@@ -243,7 +274,7 @@ class _Dedup:
                 continue
             seen.add((x, y))
             tx, ty = types[x], types[y]
-            if tx.kind not in _COMPOSITE or tx.kind != ty.kind or _struct_key(tx) != _struct_key(ty):
+            if tx.kind not in _COMPOSITE or tx.kind != ty.kind or self.skey(x) != self.skey(y):
                 return False
             for mx, my in zip(tx.members, ty.members):
                 if mx.type == my.type or self._identical_arrays(mx.type, my.type):
@@ -284,7 +315,7 @@ class _Dedup:
                     continue
                 return False
             if ck in _COMPOSITE:
-                if _struct_key(ct) != _struct_key(nt):
+                if self.skey(cand) != self.skey(canon):
                     return False
                 for a, b in zip(reversed(ct.members), reversed(nt.members)):
                     push((a.type, b.type))
