@@ -116,3 +116,36 @@ def test_open_with_link_keeps_main_name_and_resolves(objs) -> None:
         assert run(obj.programs["other_prog"]) == 0
         assert obj.bss.other_seen == 7 + 9
         assert obj.bss.lib_counter == 3 + 100  # lib_add(lib_factor, 100)
+
+
+def test_kernel_takes_deduplicated_btf_with_func_and_line_info(objs) -> None:
+    """The linker's deduplicated BTF goes to the kernel with every program's func_info and
+    line_info (resolved through the dedup id map), and the programs run as before."""
+    main_o, lib_o, _ = objs
+    data = linker.link([main_o, lib_o])
+    counts = {}
+    with tracekit.open(data, name="link_main") as obj:
+        obj.load()
+        for name in ("main_prog", "lib_prog", "main_on_enter"):
+            s = bpf.obj_get_info_by_fd(obj.programs[name].fd, bpf.ProgInfoStruct())
+            assert s.btf_id != 0, name
+            counts[name] = (s.nr_func_info, s.nr_line_info)
+            assert s.nr_func_info >= 1 and s.nr_line_info > 0, (name, counts[name])
+        assert run(obj.programs["main_prog"]) == 103
+        kernel_btf_size = _btf_size(s.btf_id)
+    # the same records as the undeduplicated link: dedup changes ids, not what they describe
+    with tracekit.open(linker.link([main_o, lib_o], dedup=False), name="link_main") as obj:
+        obj.load()
+        for name, want in counts.items():
+            s = bpf.obj_get_info_by_fd(obj.programs[name].fd, bpf.ProgInfoStruct())
+            assert (s.nr_func_info, s.nr_line_info) == want
+        # what the kernel holds is the smaller, deduplicated BTF
+        assert kernel_btf_size < 0.75 * _btf_size(s.btf_id)
+
+
+def _btf_size(btf_id: int) -> int:
+    f = bpf.btf_get_fd_by_id(btf_id)
+    try:
+        return bpf.btf_info(f.fd).btf_size
+    finally:
+        f.close()
