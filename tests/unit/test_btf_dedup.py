@@ -136,6 +136,25 @@ def test_difference_deep_in_the_graph_keeps_both() -> None:
     assert shape(btf).count("STRUCT outer") == 2 and shape(btf).count("STRUCT inner") == 2
 
 
+def test_one_canonical_type_never_stands_for_two_different_ones() -> None:
+    # canonical: struct L { struct L *next; struct L *prev; } (one node)
+    # candidate: two nodes La/Lb of that shape, La.next -> Lb, Lb.next -> La.  Every finite
+    # unrolling looks alike, but L would have to equal both La and Lb: the hypothetical
+    # map refuses, as libbpf does, and both graphs stay.
+    g = G()
+    i = g.int_()
+    base = len(g.b.types)
+    p = g.ptr(base + 1)
+    canon = g.struct("L", 16, ("next", p, 0), ("prev", p, 64))
+    base = len(g.b.types)
+    pa, pb = g.ptr(base + 2), g.ptr(base + 3)
+    la = g.struct("L", 16, ("next", pb, 0), ("prev", pa, 64))
+    lb = g.struct("L", 16, ("next", pa, 0), ("prev", pb, 64))
+    assert i == 1
+    _, m = g.run()
+    assert m[la] != m[canon] and m[lb] != m[canon]
+
+
 def test_struct_and_union_of_same_shape_stay_distinct() -> None:
     g = G()
     i = g.int_()
