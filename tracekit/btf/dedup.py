@@ -40,7 +40,7 @@ kernel headers do not hit the recursion limit.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -498,7 +498,7 @@ def _string_of(src: BTF | BTFBuilder, off: int) -> str:
     return tbl[off:end].decode("utf-8", "replace")
 
 
-def remap_ext(ext: bytes, id_map: Sequence[int], string: callable, add_string: callable) -> bytes:  # type: ignore[valid-type]
+def remap_ext(ext: bytes, id_map: Sequence[int], string: Callable[[int], str], add_string: Callable[[str], int]) -> bytes:
     """A copy of a raw ``.BTF.ext`` with type ids through ``id_map`` and string offsets
     re-homed (``string(old_off) -> str``, ``add_string(str) -> new_off``).
 
