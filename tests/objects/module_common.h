@@ -21,8 +21,8 @@ struct ovl_fs___tk {
 	int tracekit_no_such_member;
 } __attribute__((preserve_access_index));
 
-/* 9pnet.ko and 9p.ko each carry their own copy of struct p9_client (module BTF is
- * deduplicated against vmlinux only): two module candidates that must agree. */
+/* 9pnet.ko, 9p.ko and 9pnet_virtio.ko each carry their own copy of struct p9_client
+ * (module BTF is deduplicated against vmlinux only): module candidates that must agree. */
 struct p9_client___tk {
 	unsigned int msize;
 	char name[65];

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * CO-RE against module BTF: struct ovl_fs exists only in overlay's BTF, struct p9_client
- * in both 9pnet's and 9p's; task_struct and enum nf_nat_manip_type are vmlinux types
+ * in each of 9pnet's, 9p's and 9pnet_virtio's; task_struct and enum nf_nat_manip_type are vmlinux types
  * -- the latter only as an empty forward declaration; nf_conntrack's BTF has the full
  * enum, which must NOT be consulted because vmlinux has a candidate (libbpf's rule), so
  * NF_NAT_MANIP_DST does not exist for CO-RE.  The loader's values land in .bss; the test compares them
