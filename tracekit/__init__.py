@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from . import errors, features, uapi
+from . import errors, uapi
 from .btf.reader import BTF
 from .errors import (
     AttachError,
@@ -43,10 +43,25 @@ from .errors import (
 from .object import Object, ObjectMap, Program
 from .object import open_object as _open_object
 from .probe import EventStream, Probe
-from .library import LibraryView
-from .linker import link
 
 __version__ = "0.1.0"
+
+# Imported on first use: most programs never link or probe features, and ``import
+# tracekit`` should stay cheap for short-lived tools.
+_LAZY = {"link": ("linker", "link"), "LibraryView": ("library", "LibraryView"), "features": ("features", None)}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'tracekit' has no attribute {name!r}") from None
+    import importlib
+
+    mod = importlib.import_module(f".{module}", __name__)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
 
 
 def open(  # noqa: A001 - the field's name for this operation (libbpf: bpf_object__open)
