@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -32,6 +34,49 @@ def skip_or_fail(reason: str) -> None:
     if os.environ.get("TRACEKIT_REQUIRE_LIVE") == "1":
         pytest.fail(f"TRACEKIT_REQUIRE_LIVE=1 but: {reason}")
     pytest.skip(reason)
+
+
+#: kernel series (``major.minor``) each feature is known to exist on: on those a missing
+#: feature is a bug, so :func:`need` fails instead of skipping (the matrix kernels are
+#: Debian's 6.1 and 6.12; this host is 6.18 without kprobes, fentry or module BTF).
+KNOWN_FEATURES: dict[str, set[str]] = {
+    "kprobes": {"6.1", "6.12"},
+    "kprobe.multi": {"6.12"},
+    "uprobes": {"6.1", "6.12", "6.18"},
+    "uprobe_events": {"6.1", "6.12"},
+    "fentry": {"6.1", "6.12"},
+    "module BTF": {"6.1", "6.12"},
+}
+SERIES = ".".join(platform.release().split(".")[:2]).split("-")[0]
+
+
+def need(feature: str, ok: bool, why: str = "") -> None:
+    """Skip when this kernel lacks ``feature`` — but fail on a kernel known to have it.
+
+    With ``TRACEKIT_REQUIRE_LIVE=1`` (CI) a skip is allowed only for a test file that the
+    same run also executes inside the qemu guests (tests/vm/test_in_guest_attach.py's
+    GUEST_SUITE), where the feature exists: a real kernel still runs it.
+    """
+    if ok:
+        return
+    if SERIES in KNOWN_FEATURES.get(feature, ()):
+        pytest.fail(f"Linux {SERIES} ({platform.release()}) is known to have {feature}, yet: {why}")
+    reason = f"this kernel ({platform.release()}) lacks {feature}: {why}"
+    if os.environ.get("TRACEKIT_REQUIRE_LIVE") == "1" and os.environ.get("TRACEKIT_IN_VM") != "1":
+        from tests.vm.test_in_guest_attach import GUEST_SUITE
+
+        current = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[0]
+        if current not in GUEST_SUITE:
+            pytest.fail(f"TRACEKIT_REQUIRE_LIVE=1 but {reason}, and {current} does not run in the qemu guests")
+        reason += " (runs in the 6.1/6.12 qemu guests: tests/vm/test_in_guest_attach.py)"
+    pytest.skip(reason)
+
+
+def prebuilt(name: str) -> str:
+    """A test object built on the host; inside the qemu guests the runner passes its path
+    in ``TRACEKIT_PREBUILT_<NAME>`` (no compiler runs under emulation)."""
+    env = os.environ.get("TRACEKIT_PREBUILT_" + re.sub(r"\W", "_", name.split(".")[0]).upper())
+    return env if env else str(build_bpf_object(name))
 
 
 def vmlinux_h() -> Path:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import platform
-import re
 import shutil
 import subprocess
 import time
@@ -23,38 +21,24 @@ from pathlib import Path
 import pytest
 
 import tracekit
-from tests.support import BUILD_DIR, OBJECTS_SRC, build_bpf_object, require_live
+from tests.support import (
+    BUILD_DIR,
+    OBJECTS_SRC,
+    SERIES,
+    need,
+    prebuilt,
+    require_live,
+)
 from tracekit import kprobe, uprobe
 from tracekit.errors import AttachError, NotSupportedError
 from tracekit.syscalls import bpf as _bpf
 
 pytestmark = pytest.mark.live
 
-# Which features the matrix kernels are known to have (shared/notes/machines.md).
-KNOWN = {
-    "kprobes": {"6.1", "6.12"},
-    "kprobe.multi": {"6.12"},
-    "uprobes": {"6.1", "6.12", "6.18"},
-    "uprobe_events": {"6.1", "6.12"},
-}
 LACKING = {"kprobe.multi": {"6.1"}}
-SERIES = ".".join(platform.release().split(".")[:2]).split("-")[0]
 NOT_A_PID = 0x7FFFFFF0  # above any pid_max: getpgid answers ESRCH
 
 
-def need(feature: str, ok: bool, why: str = "") -> None:
-    """Skip when this kernel lacks ``feature`` — but fail on a kernel known to have it."""
-    if ok:
-        return
-    if SERIES in KNOWN.get(feature, ()):
-        pytest.fail(f"Linux {SERIES} ({platform.release()}) is known to have {feature}, yet: {why}")
-    pytest.skip(f"this kernel ({platform.release()}) lacks {feature}: {why}")
-
-
-def prebuilt(name: str) -> str:
-    """Built on the host; inside the qemu guests the runner passes the paths (no clang there)."""
-    env = os.environ.get("TRACEKIT_PREBUILT_" + re.sub(r"\W", "_", name.split(".")[0]).upper())
-    return env if env else str(build_bpf_object(name))
 
 
 def target_binary() -> str:

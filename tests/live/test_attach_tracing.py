@@ -9,36 +9,24 @@ from __future__ import annotations
 
 import errno
 import os
-import platform
-import re
 import time
 from pathlib import Path
 
 import pytest
 
 import tracekit
-from tests.support import build_bpf_object, require_live
+from tests.support import (
+    need,
+    prebuilt,
+    require_live,
+)
 from tracekit.errors import LoadError, PermissionDeniedError, SyscallError
 from tracekit.syscalls import bpf as _bpf
 
 pytestmark = pytest.mark.live
 
-KNOWN = {"fentry": {"6.1", "6.12"}, "module BTF": {"6.1", "6.12"}}
-SERIES = ".".join(platform.release().split(".")[:2]).split("-")[0]
 
 
-def need(feature: str, ok: bool, why: str = "") -> None:
-    """Skip when this kernel lacks ``feature`` — but fail on a kernel known to have it."""
-    if ok:
-        return
-    if SERIES in KNOWN.get(feature, ()):
-        pytest.fail(f"Linux {SERIES} ({platform.release()}) is known to have {feature}, yet: {why}")
-    pytest.skip(f"this kernel ({platform.release()}) lacks {feature}: {why}")
-
-
-def prebuilt(name: str) -> str:
-    env = os.environ.get("TRACEKIT_PREBUILT_" + re.sub(r"\W", "_", name.split(".")[0]).upper())
-    return env if env else str(build_bpf_object(name))
 
 
 def handles() -> dict[str, int]:

@@ -14,7 +14,6 @@ are in vmlinux and then checks that no module BTF was involved.
 from __future__ import annotations
 
 import os
-import platform
 import random
 import shutil
 import struct
@@ -26,7 +25,13 @@ from typing import Any
 import pytest
 
 import tracekit
-from tests.support import build_bpf_object, require_live
+from tests.support import (
+    KNOWN_FEATURES,
+    SERIES,
+    build_bpf_object,
+    need,
+    require_live,
+)
 from tracekit import core
 from tracekit.btf import kernel
 from tracekit.btf.reader import BTF
@@ -37,20 +42,10 @@ from tracekit.syscalls import bpf as _bpf
 pytestmark = pytest.mark.live
 
 # shared/notes/machines.md: Debian's 6.1 and 6.12 have module BTF; this 6.18 host has none.
-KNOWN = {"module BTF": {"6.1", "6.12"}}
-SERIES = ".".join(platform.release().split(".")[:2]).split("-")[0]
 SYSFS_BTF = Path("/sys/kernel/btf")
 IPS_CONFIRMED = 1 << 3
 ENOENT = 2
 
-
-def need(feature: str, ok: bool, why: str = "") -> None:
-    """Skip when this kernel lacks ``feature`` -- but fail on a kernel known to have it."""
-    if ok:
-        return
-    if SERIES in KNOWN.get(feature, ()):
-        pytest.fail(f"Linux {SERIES} ({platform.release()}) is known to have {feature}, yet: {why}")
-    pytest.skip(f"this kernel ({platform.release()}) lacks {feature}: {why}")
 
 
 def has_module_btf() -> bool:
@@ -221,7 +216,7 @@ def test_kfuncs_of_nf_conntrack(monkeypatch: pytest.MonkeyPatch) -> None:
     vm = kernel.vmlinux()
     in_vmlinux = bool(vm.find("bpf_xdp_ct_lookup", Kind.FUNC))
     in_module = (SYSFS_BTF / "nf_conntrack").exists()
-    need("module BTF", in_module or (in_vmlinux and SERIES not in KNOWN["module BTF"]),
+    need("module BTF", in_module or (in_vmlinux and SERIES not in KNOWN_FEATURES["module BTF"]),
          "nf_conntrack's kfuncs are neither in vmlinux nor in a loadable nf_conntrack module")
     if in_module:
         # kernel.modules() sees a module loaded after an earlier listing

@@ -13,18 +13,13 @@ import anyio
 import pytest
 
 import tracekit
-from tests.support import build_bpf_object, require_live
+from tests.support import prebuilt, require_live
 from tracekit.errors import ClosedError, MapError, SyscallError
 from tracekit.perfbuf import PerfBuffer
 from tracekit.syscalls import perf as _perf
 
 pytestmark = pytest.mark.live
 
-
-def _prebuilt(name: str) -> str:
-    """Objects are built on the host; inside the qemu guests the runner passes their paths."""
-    env = os.environ.get("TRACEKIT_PREBUILT_" + name.split(".")[0].upper())
-    return env if env else str(build_bpf_object(name))
 
 
 def _perf_fds() -> int:
@@ -41,7 +36,7 @@ def _perf_fds() -> int:
 @pytest.fixture
 def obj():
     require_live()
-    o = tracekit.open(_prebuilt("attach_perfbuf.bpf.c"))
+    o = tracekit.open(prebuilt("attach_perfbuf.bpf.c"))
     o.rodata.target_tgid = os.getpid()
     o.load()
     o.programs["on_getpgid"].attach()

@@ -37,6 +37,7 @@ GUEST_SUITE = [
     "tests/live/test_attach_tracing.py",
     "tests/live/test_perfbuf.py",
     "tests/vm/test_in_guest_tools.py",
+    "tests/vm/test_guest.py",
     # the CO-RE and extern issues' tests that need other kernels: kfuncs missing on 6.1,
     # __arg_ctx only through the fallback on 6.1, module BTF, kconfig from Debian's config
     "tests/live/test_core_live.py",

@@ -18,10 +18,9 @@ import pytest
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.skipif(os.environ.get("TRACEKIT_IN_VM") != "1", reason="runs inside tests/vm only"),
-]
+pytestmark = pytest.mark.vm
+#: collected only inside the guests (tests/conftest.py deselects it on the host)
+GUEST_ONLY = True
 
 
 def _tool_env() -> dict[str, str]:
