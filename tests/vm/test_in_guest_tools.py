@@ -68,3 +68,24 @@ def test_execsnoop_sees_an_exec_within_its_duration() -> None:
     assert hits, f"no exec of /bin/echo {marker} in {lines!r} (stderr {err!r})"
     assert hits[0].split()[0] == "echo"
     assert time.monotonic() - t0 < 300
+
+
+def test_opensnoop_sees_a_failed_open_within_its_duration() -> None:
+    missing = f"/tk-missing-{uuid.uuid4().hex[:10]}"
+    tool = shutil.which("tracekit-opensnoop")
+    cmd = [tool] if tool and "shims" not in tool else [sys.executable, "-m", "tracekit_tools.opensnoop"]
+    proc = subprocess.Popen([*cmd, "-d", "5", "-x"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_tool_env(), cwd=CHECKOUT)
+    assert proc.stdout is not None
+    header = proc.stdout.readline()  # printed once the programs are attached
+    assert header.split() == ["PID", "COMM", "FD", "ERR", "PATH"], header
+    loop = subprocess.Popen(["sh", "-c", f"while :; do cat {missing} 2>/dev/null; sleep 0.1; done"])
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        loop.kill()
+        loop.wait()
+    assert proc.returncode == 0, err
+    rows = [ln.split() for ln in out.splitlines() if ln.endswith(missing)]
+    assert rows, f"no failed open of {missing} in {out!r} (stderr {err!r})"
+    assert rows[0][1:] == ["cat", "-1", "2", missing]
