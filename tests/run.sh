@@ -9,14 +9,18 @@ cd "$(dirname "$0")/.."
 
 if [ "${TRACEKIT_SKIP_INSTALL:-0}" != 1 ]; then
     # Debian packages: clang-19/llvm-19 build the BPF test objects, bpftool generates
-    # vmlinux.h, libbpf-dev gives BPF headers and the libbpf C baselines/differential tools.
+    # vmlinux.h, libbpf-dev gives BPF headers and the libbpf C baselines/differential tools;
+    # qemu-system-x86, kmod, zstd and busybox-static boot the Debian 6.1/6.12 kernels of
+    # the matrix (tests/vm), whose packages apt-get downloads (so the lists must exist).
     need=()
-    for pkg in clang-19 llvm-19 bpftool libbpf-dev; do
+    for pkg in clang-19 llvm-19 bpftool libbpf-dev gcc qemu-system-x86 kmod zstd busybox-static; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
+    if [ ${#need[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+        apt-get update -qq
+    fi
     if [ ${#need[@]} -gt 0 ]; then
         echo "tests/run.sh: installing ${need[*]}" >&2
-        apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     fi
     python3 -m pip install -q --disable-pip-version-check -e '.[test]'
