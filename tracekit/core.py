@@ -44,7 +44,6 @@ from .insn import (
     BYTES_SIZE,
     LD_IMM64,
     POISON_CORE,
-    SIZE_BYTES,
     Insn,
     ldimm64_value,
     poison,

@@ -33,7 +33,7 @@ from .insn import (
     BPF_PSEUDO_MAP_VALUE,
     Insn,
 )
-from .spec import FunctionSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
+from .spec import FunctionSpec, ObjectSpec, ProgramSpec, RelocKind
 
 log = logging.getLogger("tracekit.plan")
 

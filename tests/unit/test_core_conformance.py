@@ -10,7 +10,7 @@ import pytest
 
 from tests.tools.core_objects import CorePair, build_pair
 from tracekit.btf.types import Kind
-from tracekit.core import CoreFixup, CoreKind, CoreRelocator, explain_poison, poisoned_insns_in_log, relocate
+from tracekit.core import CoreFixup, CoreKind, explain_poison, poisoned_insns_in_log, relocate
 from tracekit.errors import AmbiguousRelocationError, CORERelocationError
 from tracekit.insn import BPF_ALU, BPF_ALU64, BPF_DW, BPF_LD, BPF_W, CALL, POISON_CORE, Insn, ldimm64_value
 

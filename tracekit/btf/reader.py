@@ -17,7 +17,6 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator
-from operator import itemgetter
 
 from ..errors import BTFError
 from .types import (
