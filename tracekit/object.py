@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -687,18 +687,19 @@ class Object:
             return None
         return self.event_type(name)
 
-    async def events(self, map_name: str | Sequence[str] | None = None, *, event_type: str | Any | None = "event",
-                     raw: bool = False) -> AsyncIterator[Any]:
+    def events(self, map_name: str | Sequence[str] | None = None, *, event_type: str | Any | None = "event",
+               raw: bool = False) -> Any:
         """Async iterator over ring-buffer (or perf buffer) records, decoded from BTF
-        (``struct event`` by default)."""
+        (``struct event`` by default).  Its reader closes when iteration ends, when the
+        iterator is closed, or with the object."""
+        from .stream import EventIterator
+
         r = self.reader(map_name, event_type=event_type, raw=raw)
-        try:
-            async for ev in r:
-                yield ev
-        finally:
-            r.close()
-            if r in self._readers:
-                self._readers.remove(r)
+        return EventIterator(r, on_close=self._forget_reader)
+
+    def _forget_reader(self, r: Any) -> None:
+        if r in self._readers:
+            self._readers.remove(r)
 
     # --- lifetime -------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import typing
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from .errors import ClosedError, TracekitError
@@ -160,21 +160,17 @@ class Probe:
             raise ClosedError(f"{type(self).__name__} is not started: use 'async with' or start()")
         return self.obj.reader(self.events_map, event_type=self.event, raw=raw)
 
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self._iterate()
+    def __aiter__(self) -> Any:
+        """Events of the started probe, decoded and filtered (a fresh reader per loop)."""
+        from .stream import EventIterator
 
-    async def _iterate(self) -> AsyncIterator[Any]:
         # A subclass that overrides decode() gets raw records; otherwise the reader decodes
         # with the BTF event type on its fast path.
         custom = type(self).decode is not Probe.decode
+        filt = None if type(self).filter is Probe.filter else self.filter
         r = self.reader(raw=custom)
-        try:
-            async for rec in r:
-                ev = self.decode(rec) if custom else rec
-                if ev is not None and self.filter(ev):
-                    yield ev
-        finally:
-            r.close()
+        return EventIterator(r, decode=self.decode if custom else None, keep=filt,
+                             on_close=self.obj._forget_reader)  # type: ignore[union-attr]
 
     def decode(self, raw: bytes) -> Any:
         """Hook: turn one raw record into an event (None drops it). Default: BTF decoding."""

@@ -36,7 +36,6 @@ Design:
 from __future__ import annotations
 
 import select
-from collections.abc import AsyncIterator
 from itertools import islice
 from operator import length_hint
 from typing import Any
@@ -198,22 +197,94 @@ class RecordStream:
                 return rec
         raise StopAsyncIteration
 
-    async def batches(self, limit: int | None = None) -> AsyncIterator[list[Any]]:
-        """Yield non-empty lists of at most ``limit`` (default ``batch_size``) records as
-        they become available, until closed."""
-        lim = limit or self.batch_size
-        while not self._closed:
+    def batches(self, limit: int | None = None) -> _Batches:
+        """Async iterator of non-empty lists of at most ``limit`` (default ``batch_size``)
+        records as they become available, until closed."""
+        return _Batches(self, limit or self.batch_size)
+
+
+class _Batches:
+    """``RecordStream.batches()``: a class, not an async generator, so leaving the loop
+    early leaves nothing to finalize (trio warns about unfinished async generators)."""
+
+    __slots__ = ("_stream", "_limit")
+
+    def __init__(self, stream: RecordStream, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+
+    def __aiter__(self) -> _Batches:
+        return self
+
+    async def __anext__(self) -> list[Any]:
+        st = self._stream
+        while not st._closed:
             await anyio.lowlevel.checkpoint()
-            if self._closed:
-                return
-            batch = self.read_available(lim)
+            if st._closed:
+                break
+            batch = st.read_available(self._limit)
             if batch:
-                yield batch
-                continue
+                return batch
             try:
-                await self.wait()
+                await st.wait()
             except ClosedError:
-                return
+                break
+        raise StopAsyncIteration
 
 
-__all__ = ["DEFAULT_BATCH", "RecordStream"]
+__all__ = ["DEFAULT_BATCH", "EventIterator", "RecordStream"]
+
+
+class EventIterator:
+    """An async iterator over a reader's records, with optional decode and filter steps.
+
+    A plain class rather than an async generator: breaking out of ``async for`` leaves
+    nothing to finalize (trio warns about unfinished async generators), and ``close()``
+    releases the reader at once.  The reader closes when iteration ends or fails.
+    """
+
+    __slots__ = ("_reader", "_next", "_decode", "_keep", "_on_close")
+
+    def __init__(self, reader: Any, *, decode: Any = None, keep: Any = None, on_close: Any = None) -> None:
+        self._reader = reader
+        self._next = reader.__aiter__().__anext__
+        self._decode = decode
+        self._keep = keep
+        self._on_close = on_close
+
+    def __aiter__(self) -> EventIterator:
+        return self
+
+    async def __anext__(self) -> Any:
+        decode, keep = self._decode, self._keep
+        try:
+            while True:
+                rec = await self._next()
+                ev = decode(rec) if decode is not None else rec
+                if ev is not None and (keep is None or keep(ev)):
+                    return ev
+        except StopAsyncIteration:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._reader.close()
+        if self._on_close is not None:
+            cb, self._on_close = self._on_close, None
+            cb(self._reader)
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> EventIterator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __enter__(self) -> EventIterator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

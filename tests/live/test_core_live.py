@@ -5,6 +5,7 @@ BTF says and what the kernel reports about this process."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import tracekit
 from tests.support import require_live
@@ -48,4 +49,4 @@ def test_core_values_on_the_running_kernel(bpf_objects) -> None:
         # values read through relocated offsets (task_struct___mine is a flavor)
         assert bss.core_tgid == os.getpid()
         assert bss.core_pid == os.getpid()  # the main thread: pid == tgid
-        assert bss.core_comm == open("/proc/self/comm").read().strip()[:15]
+        assert bss.core_comm == Path("/proc/self/comm").read_text().strip()[:15]

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import anyio
 import pytest
@@ -50,7 +51,7 @@ def test_globals_round_trip(bpf_objects) -> None:
         assert obj.bss.output == 12345
         assert obj.bss.hits > hits
         assert obj.section(".data.extra").extra_counter > 100
-        assert obj.bss.last_comm == open("/proc/self/comm").read().strip()[:15]
+        assert obj.bss.last_comm == Path("/proc/self/comm").read_text().strip()[:15]
     # after close, values stay readable (a snapshot) but writes are refused
     with pytest.raises(tracekit.ClosedError):
         obj.data.input = 1

@@ -9,14 +9,15 @@ import subprocess
 import sys
 import threading
 import uuid
+from pathlib import Path
 
 import anyio
 import pytest
+from tracekit_tools.execsnoop import ExecSnoop
+from tracekit_tools.opensnoop import OpenSnoop
 
 import tracekit
 from tests.support import ROOT, require_live
-from tracekit_tools.execsnoop import ExecSnoop
-from tracekit_tools.opensnoop import OpenSnoop
 
 pytestmark = [pytest.mark.live, pytest.mark.anyio]
 
@@ -86,7 +87,7 @@ async def test_opensnoop_reports_open_and_failed_open(tmp_path) -> None:
         assert ev.ret == fd
         assert ev.pid == os.getpid()
         assert ev.tid == threading.get_native_id()
-        assert ev.comm == open("/proc/self/comm").read().strip()[:15]
+        assert ev.comm == Path("/proc/self/comm").read_text().strip()[:15]
         assert ev.flags & os.O_ACCMODE == os.O_RDONLY
         with pytest.raises(FileNotFoundError):
             os.open(missing, os.O_RDONLY)
