@@ -424,3 +424,24 @@ def test_uprobe_targets_and_errors(probes) -> None:
     binary = target_binary()
     [(vaddr, bind)] = uprobe.function_symbols(binary, "tk_uprobe_target")
     assert bind == "STB_GLOBAL" and vaddr > 0
+
+
+def test_stale_kprobe_events_are_swept_on_the_next_attach(probes) -> None:
+    """A kprobe_events entry left by a dead tracekit process goes away when we next attach."""
+    need("kprobes", _tracefs_has("kprobe_events"), "no tracefs kprobe_events")
+    from tracekit.syscalls import fs
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = f"tk_{dead.pid}_0_stale_unlinkat"
+    fd = os.open(os.path.join(fs.tracefs_path(), "kprobe_events"), os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, f"p:{kprobe.LEGACY_GROUP}/{stale} do_unlinkat\n".encode())
+    finally:
+        os.close(fd)
+    assert stale in kprobe.list_legacy_events("kprobe")
+    with kprobe.attach_kprobe(probes.programs["kp_unlinkat"].fd, "do_unlinkat", legacy=True):
+        names = kprobe.list_legacy_events("kprobe")
+        assert stale not in names
+        assert any(n.startswith(f"tk_{os.getpid()}_") for n in names)  # ours, live
+    assert not any(n.startswith(f"tk_{os.getpid()}_") for n in kprobe.list_legacy_events("kprobe"))
