@@ -33,6 +33,16 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def no_leaks():
+    """Fails the test if it leaves a file descriptor open."""
+    from tests.support import open_fds
+
+    before = open_fds()
+    yield
+    assert open_fds() == before, "a test leaked file descriptors"
+
+
+@pytest.fixture
 def live() -> None:
     from tests.support import require_live
 

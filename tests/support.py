@@ -18,6 +18,11 @@ BUILD_DIR = Path(os.environ.get("TRACEKIT_TEST_BUILD", ROOT / "build" / "tests")
 CLANG = os.environ.get("CLANG", "clang-19")
 
 
+def open_fds() -> set[int]:
+    """This process's open file descriptors (the listing's own fd excluded)."""
+    return {int(f) for f in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{f}")}
+
+
 def require_live(what: str = "root and a BPF-capable kernel") -> None:
     """Skip unless we can talk to the kernel; fail instead when live tests are required."""
     reason = None

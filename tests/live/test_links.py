@@ -14,7 +14,12 @@ from tests.support import require_live
 from tracekit import insn as I
 from tracekit.btf import BTF, Kind
 from tracekit.errors import AttachError, NotSupportedError, SyscallError
-from tracekit.links import Link, attach_raw_tracepoint, attach_tracepoint, attach_tracing
+from tracekit.links import (
+    Link,
+    attach_raw_tracepoint,
+    attach_tracepoint,
+    attach_tracing,
+)
 from tracekit.maps import Map
 from tracekit.syscalls import bpf, fs
 from tracekit.uapi import AttachType, Helper, LinkType, MapType, ProgType
@@ -25,15 +30,6 @@ def _live() -> None:
     require_live()
 
 
-def fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture
-def no_leaks() -> Iterator[None]:
-    before = fds()
-    yield
-    assert fds() == before, "a test leaked file descriptors"
 
 
 @pytest.fixture

@@ -24,9 +24,6 @@ def _live() -> None:
     require_live()
 
 
-def fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
 
 def u32(v: int) -> bytes:
     return v.to_bytes(4, "little")
@@ -35,12 +32,6 @@ def u32(v: int) -> bytes:
 def u64(v: int) -> bytes:
     return v.to_bytes(8, "little")
 
-
-@pytest.fixture
-def no_leaks() -> Iterator[None]:
-    before = fds()
-    yield
-    assert fds() == before, "a test leaked file descriptors"
 
 
 @pytest.fixture

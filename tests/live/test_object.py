@@ -12,14 +12,10 @@ import anyio
 import pytest
 
 import tracekit
-from tests.support import ROOT, require_live
+from tests.support import ROOT, open_fds, require_live
 
 pytestmark = pytest.mark.live
 
-
-def open_fds() -> set[int]:
-    fds = set(os.listdir("/proc/self/fd"))
-    return {int(f) for f in fds if os.path.exists(f"/proc/self/fd/{f}")}
 
 
 def test_globals_round_trip(bpf_objects) -> None:

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from tests.support import require_live
+from tests.support import open_fds, require_live
 from tracekit import insn as I
 from tracekit.errors import (
     AttachError,
@@ -30,9 +30,6 @@ def _live() -> None:
     require_live()
 
 
-def fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
 
 def ret_imm(value: int) -> bytes:
     return I.encode([I.mov64_imm(0, value), I.exit_insn()])
@@ -50,7 +47,7 @@ def minimal_btf(int_bits: int = 32) -> bytes:
 
 
 def test_load_program_and_info() -> None:
-    before = fds()
+    before = open_fds()
     fd = bpf.load_program(ProgType.RAW_TRACEPOINT, ret_imm(0), name="tk_ret0")
     try:
         info = bpf.prog_info(fd.fd)
@@ -70,7 +67,7 @@ def test_load_program_and_info() -> None:
             assert bpf.prog_info(again.fd).tag == info.tag
     finally:
         fd.close()
-    assert fds() == before
+    assert open_fds() == before
 
 
 def test_long_program_name_is_truncated_and_sanitized() -> None:
@@ -79,7 +76,7 @@ def test_long_program_name_is_truncated_and_sanitized() -> None:
 
 
 def test_verifier_rejection_carries_the_log() -> None:
-    before = fds()
+    before = open_fds()
     with pytest.raises(VerifierError) as ei:
         bpf.load_program(ProgType.RAW_TRACEPOINT, I.encode([I.exit_insn()]), name="bad_exit")
     e = ei.value
@@ -87,7 +84,7 @@ def test_verifier_rejection_carries_the_log() -> None:
     assert e.errno == errno.EACCES
     assert "R0 !read_ok" in e.log
     assert "R0 !read_ok" in str(e)
-    assert fds() == before
+    assert open_fds() == before
 
 
 def test_verifier_log_on_request_and_growth() -> None:
@@ -132,7 +129,7 @@ def test_prog_load_wrong_args() -> None:
 
 
 def test_load_btf_and_info() -> None:
-    before = fds()
+    before = open_fds()
     with bpf.load_btf(minimal_btf(), "mini") as fd:
         info = bpf.btf_info(fd.fd)
         assert info.btf_size == len(minimal_btf())
@@ -140,16 +137,16 @@ def test_load_btf_and_info() -> None:
         assert bpf.btf_data(fd.fd) == minimal_btf()
         with bpf.btf_get_fd_by_id(info.id) as again:
             assert bpf.btf_info(again.fd).id == info.id
-    assert fds() == before
+    assert open_fds() == before
 
 
 def test_load_btf_rejected_has_log() -> None:
-    before = fds()
+    before = open_fds()
     with pytest.raises(BTFLoadError) as ei:
         bpf.load_btf(minimal_btf(int_bits=64), "broken")  # 64 bits in a 4-byte int
     assert ei.value.log.strip()
     assert "nr_bits" in ei.value.log or "Invalid" in ei.value.log
-    assert fds() == before
+    assert open_fds() == before
 
 
 def test_vmlinux_btf_found_by_id() -> None:
@@ -242,7 +239,7 @@ def test_mounts_are_found() -> None:
 
 
 def test_perf_event_open_tracepoint_enable_disable() -> None:
-    before = fds()
+    before = open_fds()
     tp = fs.tracepoint_id("syscalls", "sys_enter_getpid")
     with perf.open_tracepoint(tp) as pfd:
         perf.disable(pfd.fd)
@@ -250,7 +247,7 @@ def test_perf_event_open_tracepoint_enable_disable() -> None:
         with pytest.raises(SyscallError) as ei:
             perf.set_bpf(pfd.fd, 999_999)
         assert ei.value.errno == errno.EBADF
-    assert fds() == before
+    assert open_fds() == before
 
 
 def test_perf_event_open_bad_event() -> None:
@@ -267,20 +264,20 @@ def test_possible_cpus() -> None:
 
 
 def test_fd_owner_closes_once_and_warns_on_leak() -> None:
-    before = fds()
+    before = open_fds()
     f = FD(os.open("/dev/null", os.O_RDONLY), "test fd")
     n = f.fd
     f.close()
     f.close()
     assert f.closed
-    assert str(n) not in fds() or fds() == before
+    assert n not in open_fds() or open_fds() == before
     g = FD(os.open("/dev/null", os.O_RDONLY), "leaky")
     with pytest.warns(ResourceWarning, match="unclosed leaky"):
         del g
         import gc
 
         gc.collect()
-    assert fds() == before
+    assert open_fds() == before
 
 
 def test_raw_bpf_unknown_command() -> None:

@@ -143,9 +143,9 @@ def open_tracepoint(tp_id: int, *, pid: int = -1, cpu: int = 0, what: str = "tra
     return perf_event_open(attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC, what)
 
 
-def possible_cpus() -> list[int]:
-    """CPU numbers in /sys/devices/system/cpu/possible (e.g. ``0-3,8``)."""
-    with open("/sys/devices/system/cpu/possible") as f:
+def _cpu_list(path: str) -> list[int]:
+    """CPU numbers of a sysfs CPU list such as ``0-3,8``."""
+    with open(path) as f:
         text = f.read().strip()
     cpus: list[int] = []
     for part in text.split(","):
@@ -155,19 +155,16 @@ def possible_cpus() -> list[int]:
         elif part:
             cpus.append(int(part))
     return cpus
+
+
+def possible_cpus() -> list[int]:
+    """CPU numbers in /sys/devices/system/cpu/possible."""
+    return _cpu_list("/sys/devices/system/cpu/possible")
 
 
 def online_cpus() -> list[int]:
-    with open("/sys/devices/system/cpu/online") as f:
-        text = f.read().strip()
-    cpus: list[int] = []
-    for part in text.split(","):
-        if "-" in part:
-            lo, hi = part.split("-")
-            cpus.extend(range(int(lo), int(hi) + 1))
-        elif part:
-            cpus.append(int(part))
-    return cpus
+    """CPU numbers in /sys/devices/system/cpu/online."""
+    return _cpu_list("/sys/devices/system/cpu/online")
 
 
 def _ioctl(fd: int, req: int, arg: int, op: str) -> None:
