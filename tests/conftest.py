@@ -43,6 +43,22 @@ def no_leaks():
 
 
 @pytest.fixture
+def bpffs():
+    """A private bpffs mounted for this test (unmounted afterwards)."""
+    import tempfile
+
+    from tracekit.syscalls import fs
+
+    d = tempfile.mkdtemp(prefix="tk-bpffs-")
+    fs.mount("bpf", d)
+    try:
+        yield d
+    finally:
+        fs.umount(d)
+        os.rmdir(d)
+
+
+@pytest.fixture
 def live() -> None:
     from tests.support import require_live
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -21,7 +20,7 @@ from tracekit.links import (
     attach_tracing,
 )
 from tracekit.maps import Map
-from tracekit.syscalls import bpf, fs
+from tracekit.syscalls import bpf
 from tracekit.uapi import AttachType, Helper, LinkType, MapType, ProgType
 
 
@@ -227,15 +226,6 @@ def test_tracing_attach_wrong_program(no_leaks: None) -> None:
 # --- pin and detach --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def bpffs() -> Iterator[str]:
-    d = tempfile.mkdtemp(prefix="tk-bpffs-")
-    fs.mount("bpf", d)
-    try:
-        yield d
-    finally:
-        fs.umount(d)
-        os.rmdir(d)
 
 
 def test_pinned_link_outlives_close_until_unpinned(counter: Map, bpffs: str, no_leaks: None) -> None:

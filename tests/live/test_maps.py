@@ -7,7 +7,6 @@ import ctypes
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,7 +14,7 @@ from tests.support import require_live
 from tracekit import uapi
 from tracekit.errors import MapError, PermissionDeniedError, SyscallError
 from tracekit.maps import Map, num_possible_cpus
-from tracekit.syscalls import fs, perf
+from tracekit.syscalls import perf
 from tracekit.uapi import MapType
 
 
@@ -34,16 +33,6 @@ def u64(v: int) -> bytes:
 
 
 
-@pytest.fixture
-def bpffs() -> Iterator[str]:
-    """A private bpffs mounted for this test (unmounted afterwards)."""
-    d = tempfile.mkdtemp(prefix="tk-bpffs-")
-    fs.mount("bpf", d)
-    try:
-        yield d
-    finally:
-        fs.umount(d)
-        os.rmdir(d)
 
 
 # --- element ops by type ----------------------------------------------------------------------
