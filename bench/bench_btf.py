@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Kernel BTF start-up: tracekit (tracekit.btf.kernel) against libbpf's btf__parse.
+"""Kernel BTF start-up: tracekit (tracekit.kernel.btf) against libbpf's btf__parse.
 
     python bench/bench_btf.py [-n RUNS] [--json]
 
@@ -47,7 +47,7 @@ NAMES = """task_struct mm_struct file inode dentry sk_buff sock net_device cred 
 def child(mode: str) -> None:
     """One measurement in a fresh process; prints JSON."""
     sys.path.insert(0, str(REPO))
-    from tracekit.btf import kernel  # noqa: E402 - imports are not what we time
+    from tracekit.kernel import btf as kernel
 
     def status() -> dict[str, int]:
         out = {}

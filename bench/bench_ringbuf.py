@@ -61,8 +61,8 @@ _import_root()
 import anyio  # noqa: E402
 
 import tracekit  # noqa: E402
-from tracekit.events import EventType  # noqa: E402
-from tracekit.ringbuf import RingBuffer  # noqa: E402
+from tracekit.events.records import EventType  # noqa: E402
+from tracekit.events.ringbuf import RingBuffer  # noqa: E402
 
 
 def ring_size_for(n: int) -> int:

@@ -47,7 +47,7 @@ def bpffs():
     """A private bpffs mounted for this test (unmounted afterwards)."""
     import tempfile
 
-    from tracekit.syscalls import fs
+    from tracekit.kernel.syscalls import fs
 
     d = tempfile.mkdtemp(prefix="tk-bpffs-")
     fs.mount("bpf", d)

@@ -22,9 +22,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from . import errors, uapi
-from .btf.reader import BTF
-from .errors import (
+from tracekit import errors, uapi
+from tracekit.btf.reader import BTF
+from tracekit.errors import (
     AttachError,
     BTFError,
     ClosedError,
@@ -40,15 +40,15 @@ from .errors import (
     TracekitError,
     VerifierError,
 )
-from .object import Object, ObjectMap, Program
-from .object import open_object as _open_object
-from .probe import EventStream, Probe
+from tracekit.object import Object, ObjectMap, Program
+from tracekit.object import open_object as _open_object
+from tracekit.probe import EventStream, Probe
 
 __version__ = "0.1.0"
 
 # Imported on first use: most programs never link or probe features, and ``import
 # tracekit`` should stay cheap for short-lived tools.
-_LAZY = {"link": ("linker", "link"), "LibraryView": ("library", "LibraryView"), "features": ("features", None)}
+_LAZY = {"link": ("obj.linker", "link"), "LibraryView": ("library", "LibraryView"), "features": ("kernel.features", None)}
 
 
 def __getattr__(name: str) -> Any:

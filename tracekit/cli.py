@@ -12,18 +12,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import TracekitError
+from tracekit.errors import TracekitError
 
 
 def _cmd_link(args: argparse.Namespace) -> int:
-    from .linker import link_files
+    from tracekit.obj.linker import link_files
 
     link_files(args.out, args.inputs)
     return 0
 
 
 def _features(args: argparse.Namespace) -> int:
-    from . import features
+    from tracekit.kernel import features
 
     if args.feature:
         results: dict[str, Any] = {}

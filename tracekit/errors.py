@@ -147,3 +147,11 @@ def error_for_errno(op: str, err: int, detail: str = "") -> SyscallError:
         hint = detail or "tracekit needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)"
         return PermissionDeniedError(op, err, hint)
     return SyscallError(op, err, detail)
+
+
+class ProbeNotFoundError(TracekitError, LookupError):
+    """No bundled probe has the requested name."""
+
+
+class ObjectNotFoundError(TracekitError, FileNotFoundError):
+    """The BPF object file named by a path does not exist."""

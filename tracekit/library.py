@@ -25,13 +25,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .btf.types import LINKAGE_STATIC, Kind
-from .errors import LinkerError
-from .spec import ObjectSpec
+from tracekit.btf.types import LINKAGE_STATIC, Kind
+from tracekit.errors import LinkerError
+from tracekit.obj.spec import ObjectSpec
 
 if TYPE_CHECKING:
-    from .globaldata import GlobalData
-    from .object import Object, ObjectMap, Program
+    from tracekit.data.globaldata import GlobalData
+    from tracekit.object import Object, ObjectMap, Program
 
 _DATA_PREFIXES = (".data", ".rodata", ".bss")
 
@@ -70,7 +70,7 @@ class LibraryView:
     """A library's globals, maps and programs by name inside a final :class:`~tracekit.Object`.
 
     ``library`` is the library's object file (path or ELF bytes) or its parsed
-    :class:`~tracekit.spec.ObjectSpec`; only its *declarations* are used, so the same view
+    :class:`~tracekit.obj.spec.ObjectSpec`; only its *declarations* are used, so the same view
     code works against every final object that linked it.  Construction fails with
     :class:`~tracekit.errors.LinkerError` when the final object lacks any of the library's
     variables, maps or programs, or holds a variable of a different size.
@@ -81,7 +81,7 @@ class LibraryView:
         if isinstance(library, ObjectSpec):
             lib = library
         else:
-            from .elf import load_spec
+            from tracekit.obj.elf import load_spec
 
             lib = load_spec(bytes(library) if isinstance(library, (bytes, bytearray, memoryview)) else library,
                             name=name)

@@ -2,7 +2,7 @@
 
 Order, as libbpf does it: target BTF -> object BTF into the kernel -> maps (global data
 written, ``.rodata``/``.kconfig`` frozen, ``.bss``/``.data`` mmapped) -> per program: the
-pure load plan (:mod:`tracekit.plan`: subprograms, CO-RE), fds dropped in, BPF_PROG_LOAD
+pure load plan (:mod:`tracekit.obj.plan`: subprograms, CO-RE), fds dropped in, BPF_PROG_LOAD
 with the verifier log turned into :class:`~tracekit.errors.VerifierError`.
 
 Everything created is owned by the :class:`Object`; ``close()`` (or leaving the context
@@ -19,24 +19,31 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import uapi
-from .btf.reader import BTF
-from .errors import (
+from tracekit import uapi
+from tracekit.btf.ext import (
+    FUNC_INFO_SIZE,
+    LINE_INFO_SIZE,
+    encode_func_info,
+    encode_line_info,
+)
+from tracekit.btf.reader import BTF
+from tracekit.data.globaldata import GlobalData
+from tracekit.errors import (
     AttachError,
     BTFLoadError,
     ClosedError,
     LoadError,
     NotSupportedError,
+    ObjectNotFoundError,
+    ProbeNotFoundError,
     SyscallError,
     TracekitError,
     VerifierError,
 )
-from .btf.ext import FUNC_INFO_SIZE, LINE_INFO_SIZE, encode_func_info, encode_line_info
-from .fd import FD
-from .globaldata import GlobalData
-from .insn import POISON_CORE, encode
-from .plan import ProgramPlan, plan_program
-from .spec import MapSpec, ObjectSpec, ProgramSpec
+from tracekit.kernel.fd import FD
+from tracekit.obj.insn import POISON_CORE, encode
+from tracekit.obj.plan import ProgramPlan, plan_program
+from tracekit.obj.spec import MapSpec, ObjectSpec, ProgramSpec
 
 log = logging.getLogger("tracekit.object")
 
@@ -120,7 +127,7 @@ class Program:
         limits it to one process).  The link is also owned by the object, so closing the
         object detaches it.
         """
-        from . import links
+        from tracekit.hooks import links
 
         kind = self.spec.attach_kind
         target = target if target is not None else self.spec.attach_target
@@ -153,7 +160,7 @@ class Program:
         return link
 
     def _attach_probe(self, kind: str, target: str, cookie: int, pid: int) -> Any:
-        """kprobe/ksyscall/kprobe.multi (tracekit.kprobe) and uprobe (tracekit.uprobe) kinds."""
+        """kprobe/ksyscall/kprobe.multi (tracekit.hooks.kprobe) and uprobe (tracekit.hooks.uprobe) kinds."""
         if not target:
             example = {"uprobe": "/usr/bin/bash:readline", "ksyscall": "openat"}.get(
                 kind.replace("ret", ""), "do_sys_openat2")
@@ -161,11 +168,11 @@ class Program:
                               f"pass one, e.g. attach({example!r})")
         ret = kind.startswith(("kret", "uret"))
         if kind in ("uprobe", "uretprobe"):
-            from . import uprobe
+            from tracekit.hooks import uprobe
 
             t = uprobe.parse_uprobe_target(target)
             return uprobe.attach_uprobe(self.fd, t.path, t.func, t.offset, retprobe=ret, pid=pid, cookie=cookie)
-        from . import kprobe
+        from tracekit.hooks import kprobe
 
         if pid != -1:
             raise AttachError(f"program {self.name!r}: {kind} probes cannot be limited to a pid")
@@ -182,7 +189,7 @@ class Program:
         Empty buffers are passed as NULL and ``repeat`` defaults to 0: SEC("syscall")
         programs refuse any data buffer and a repeat count.
         """
-        from .syscalls import bpf
+        from tracekit.kernel.syscalls import bpf
 
         return bpf.prog_test_run(self.fd, ctx_in=ctx or None, data_in=data or None, repeat=repeat).retval
 
@@ -201,7 +208,7 @@ class ObjectMap:
     def __init__(self, obj: Object, spec: MapSpec) -> None:
         self._obj = obj
         self.spec = spec
-        self.map: Any = None  # tracekit.maps.Map once loaded
+        self.map: Any = None  # tracekit.kernel.maps.Map once loaded
         #: the map was pinned (LIBBPF_PIN_BY_NAME) by an earlier load and is shared, not created
         self.reused = False
 
@@ -247,7 +254,7 @@ class ObjectMap:
         return self.map
 
     def __getattr__(self, attr: str) -> Any:
-        # lookup/update/delete/keys/items/batch ops/pin... come from tracekit.maps.Map
+        # lookup/update/delete/keys/items/batch ops/pin... come from tracekit.kernel.maps.Map
         if attr.startswith("_"):
             raise AttributeError(attr)
         return getattr(self._loaded(), attr)
@@ -285,7 +292,7 @@ class Object:
             if m.is_internal and m.section != ".kconfig":
                 self._globals[m.section] = GlobalData(m.section, spec.btf, m.datasec_type_id, m.data or bytes(m.value_size))
         self._btf_fd: FD | None = None
-        # kernel externs (tracekit.externs) and BTF preparation state of the current load
+        # kernel externs (tracekit.obj.externs) and BTF preparation state of the current load
         self._user_kconfig: dict[str, Any] = {}
         self._extern_res: Any = None
         self._prog_externs: dict[str, Any] = {}
@@ -335,7 +342,7 @@ class Object:
     # --- load ---------------------------------------------------------------------------------
 
     def _targets(self) -> list[BTF]:
-        from .btf import kernel
+        from tracekit.kernel import btf as kernel
 
         t = self._btf_target
         if t is None:
@@ -363,7 +370,7 @@ class Object:
         return self
 
     def _load(self) -> None:
-        from .syscalls import bpf
+        from tracekit.kernel.syscalls import bpf
 
         targets = self._targets()
         # Plans first: they are pure, so relocation errors surface before any kernel object exists.
@@ -398,15 +405,16 @@ class Object:
                 om.map.update(slot, fds[target].to_bytes(4, "little"))
 
     def _resolve_externs(self, plans: dict[str, ProgramPlan], targets: Sequence[BTF]) -> None:
-        """kfunc/ksym/kconfig externs: resolve (pure, tracekit.externs) and patch each plan."""
+        """kfunc/ksym/kconfig externs: resolve (pure, tracekit.obj.externs) and patch each plan."""
         self._extern_res, self._prog_externs = None, {}
         if not self.spec.externs:
             return
-        from . import externs, kconfig
+        from tracekit.kernel import kconfig
+        from tracekit.obj import externs
 
         if self._btf_target is not None and any(e.kind in ("kfunc", "ksym") for e in self.spec.externs.values()):
             # A user-given BTF only steers CO-RE; kernel ids must come from the running kernel (libbpf too).
-            from .btf import kernel
+            from tracekit.kernel import btf as kernel
 
             targets = [kernel.vmlinux(), *kernel.modules().values()]
         facts = kconfig.gather_facts(self.spec, targets, self._user_kconfig)
@@ -414,9 +422,9 @@ class Object:
         self._prog_externs = {n: externs.patch_program(p, self._extern_res) for n, p in plans.items() if p.extern_refs}
 
     def _load_btf(self, plans: dict[str, ProgramPlan] | None = None) -> None:
-        from . import features
-        from .btf.sanitize import prepare
-        from .syscalls import bpf
+        from tracekit.btf.sanitize import prepare
+        from tracekit.kernel import features
+        from tracekit.kernel.syscalls import bpf
 
         if self.spec.btf is None:
             return
@@ -434,7 +442,7 @@ class Object:
             self._btf_fd = None
 
     def _create_maps(self) -> dict[str, int]:
-        from .maps import Map
+        from tracekit.kernel.maps import Map
 
         fds: dict[str, int] = {}
         btf_fd = self._btf_fd.fd if self._btf_fd is not None else 0
@@ -442,7 +450,7 @@ class Object:
             s = om.spec
             max_entries = s.max_entries
             if s.type == uapi.MapType.PERF_EVENT_ARRAY and max_entries == 0:
-                from .maps import num_possible_cpus
+                from tracekit.kernel.maps import num_possible_cpus
 
                 max_entries = num_possible_cpus()
             if s.pinning and self._reuse_pinned(om, max_entries):
@@ -489,14 +497,14 @@ class Object:
 
     def _pin_path(self, name: str) -> str:
         if self.pin_root_path is None:
-            from .syscalls import fs
+            from tracekit.kernel.syscalls import fs
 
             self.pin_root_path = fs.bpffs_path()
         return os.path.join(self.pin_root_path, name)
 
     def _reuse_pinned(self, om: ObjectMap, max_entries: int) -> bool:
         """LIBBPF_PIN_BY_NAME: reuse the map pinned under the name if it is compatible."""
-        from .maps import Map
+        from tracekit.kernel.maps import Map
 
         path = self._pin_path(om.spec.name)
         if not os.path.exists(path):
@@ -547,7 +555,7 @@ class Object:
         ext_fds: dict[int, FD] = {}
         fd_array = None
         if pe is not None:
-            from .btf import kernel
+            from tracekit.kernel import btf as kernel
 
             try:
                 for t in sorted(pe.targets):
@@ -565,7 +573,7 @@ class Object:
         attach_btf_obj_fd = 0
         module_fd = None
         if plan.attach_btf_target > 0:
-            from .btf import kernel
+            from tracekit.kernel import btf as kernel
 
             module_fd = kernel.module_btf_fd(targets[plan.attach_btf_target])
             attach_btf_obj_fd = module_fd.fd
@@ -593,7 +601,7 @@ class Object:
             if ext_hint:
                 raise VerifierError(spec.name, e.errno, e.log, hint=ext_hint) from None
             if str(POISON_CORE) in e.log:
-                from . import core
+                from tracekit.obj import core
 
                 hint = core.explain_poison(self.spec, plan, e.log)
                 if hint:
@@ -628,8 +636,8 @@ class Object:
         return [m for m in self.maps.values() if m.spec.type == uapi.MapType.RINGBUF]
 
     def event_type(self, name: str = "event") -> Any:
-        """The decoder for struct ``name`` of the object's BTF (tracekit.events.EventType)."""
-        from .events import EventType
+        """The decoder for struct ``name`` of the object's BTF (tracekit.events.records.EventType)."""
+        from tracekit.events.records import EventType
 
         if self.spec.btf is None:
             raise TracekitError(f"object {self.name!r} has no BTF: cannot decode events by type")
@@ -638,9 +646,9 @@ class Object:
     def reader(self, map_name: str | Sequence[str] | None = None, *, event_type: str | Any | None = "event",
                raw: bool = False, page_count: int = 8) -> Any:
         """A reader over one, several or (default) all ringbuf maps, or over one perf event
-        array (:class:`tracekit.perfbuf.PerfBuffer`, ``page_count`` pages per CPU) when it
+        array (:class:`tracekit.events.perfbuf.PerfBuffer`, ``page_count`` pages per CPU) when it
         is named or the object has no ring buffer."""
-        from . import ringbuf
+        from tracekit.events import ringbuf
 
         self._check_open()
         if not self.loaded:
@@ -672,7 +680,7 @@ class Object:
             else:
                 decoder = event_type
         if maps[0].spec.type == perf:
-            from .perfbuf import PerfBuffer
+            from tracekit.events.perfbuf import PerfBuffer
 
             m = maps[0]
             r: Any = PerfBuffer(m.map.fd, m.map.max_entries, name=m.name, decoder=decoder, page_count=page_count)
@@ -692,7 +700,7 @@ class Object:
         """Async iterator over ring-buffer (or perf buffer) records, decoded from BTF
         (``struct event`` by default).  Its reader closes when iteration ends, when the
         iterator is closed, or with the object."""
-        from .stream import EventIterator
+        from tracekit.events.stream import EventIterator
 
         r = self.reader(map_name, event_type=event_type, raw=raw)
         return EventIterator(r, on_close=self._forget_reader)
@@ -788,23 +796,41 @@ def open_object(src: str | os.PathLike[str] | bytes, *, btf: str | os.PathLike[s
     """Parse a BPF object (path, bundled probe name, or ELF bytes) — no kernel involved yet.
 
     ``link`` lists more objects (libraries) to statically link with ``src`` first
-    (:func:`tracekit.linker.link`), so its extern functions and variables resolve to them.
+    (:func:`tracekit.obj.linker.link`), so its extern functions and variables resolve to them.
     """
-    from . import elf
+    from tracekit.obj import elf
 
     if isinstance(src, (bytes, bytearray, memoryview)):
         data: bytes | Path = bytes(src)
     else:
         data = Path(os.fspath(src))
-        if not data.exists() and "/" not in str(src):
-            from . import probes
-
-            data = probes.path(str(src))
+        if not data.exists():
+            data = _resolve_missing(str(src), data)
     if link:
-        from .linker import link as _link
+        from tracekit.obj.linker import link as _link
 
         if isinstance(data, Path):
             name = name or elf.object_name(data)
         data = _link([data, *link])
     spec = elf.load_spec(data, name=name)
     return Object(spec, btf=btf, pin_root_path=pin_root_path)
+
+
+def _resolve_missing(text: str, path: Path) -> Path:
+    """``src`` is not an existing file: a bundled probe name, or a path that is missing.
+
+    A bare name ("execsnoop", "execsnoop.bpf.o") is looked up among the bundled probes;
+    anything with a directory part, or a ``.o`` name that is not bundled, is a file the
+    user expected to exist, and is reported as such rather than as an unknown probe.
+    """
+    from tracekit import bundled
+
+    if "/" not in text:
+        try:
+            return bundled.path(text)
+        except ProbeNotFoundError:
+            if not text.endswith(".o"):
+                raise
+    raise ObjectNotFoundError(
+        f"no such file: {text!r} (a path to a .bpf.o, or a bundled probe name: {', '.join(bundled.names())})"
+    )

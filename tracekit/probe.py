@@ -27,8 +27,8 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from .errors import ClosedError, TracekitError
-from .object import Object, open_object
+from tracekit.errors import ClosedError, TracekitError
+from tracekit.object import Object, open_object
 
 _CONFIG_NAMES = frozenset({"object", "event", "events_map", "programs", "optional_programs", "btf"})
 
@@ -114,7 +114,7 @@ class Probe:
                 p.autoload = p.name in wanted
         optional = set(self.optional_programs)
         if optional:
-            from .syscalls import fs
+            from tracekit.kernel.syscalls import fs
 
             for p in obj.programs.values():
                 if p.name in optional and p.autoload and p.attach_kind == "tracepoint":
@@ -162,7 +162,7 @@ class Probe:
 
     def __aiter__(self) -> Any:
         """Events of the started probe, decoded and filtered (a fresh reader per loop)."""
-        from .stream import EventIterator
+        from tracekit.events.stream import EventIterator
 
         # A subclass that overrides decode() gets raw records; otherwise the reader decodes
         # with the BTF event type on its fast path.

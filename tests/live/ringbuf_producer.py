@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import struct
 
-from tracekit import insn as I
-from tracekit.fd import FD
-from tracekit.insn import Insn
-from tracekit.maps import Map
-from tracekit.syscalls import bpf as sysbpf
+from tracekit.kernel.fd import FD
+from tracekit.kernel.maps import Map
+from tracekit.kernel.syscalls import bpf as sysbpf
+from tracekit.obj import insn as I
+from tracekit.obj.insn import Insn
 from tracekit.uapi import Helper, MapType, ProgType
 
 MAX_LEN = 64

@@ -14,10 +14,10 @@ import pytest
 
 import tracekit
 from tests.support import build_bpf_object, require_live
-from tracekit import features
 from tracekit.btf.types import Kind
 from tracekit.errors import VerifierError
-from tracekit.kconfig import kernel_version
+from tracekit.kernel import features
+from tracekit.kernel.kconfig import kernel_version
 
 RAW_TP = "argctx_raw_tp"
 
@@ -25,7 +25,7 @@ RAW_TP = "argctx_raw_tp"
 def _sub_proto_arg(obj: tracekit.Object, prog: str) -> tuple[Kind, str]:
     """What the loaded func_info says the tagged subprogram's argument points to."""
     plan = obj.programs[prog].plan
-    from tracekit.syscalls import bpf
+    from tracekit.kernel.syscalls import bpf
 
     btf = tracekit.BTF(bpf.btf_data(obj._btf_fd.fd))  # what the kernel holds
     proto = btf.type(btf.type(plan.func_info[1].type_id).type)  # [0] is the main program

@@ -29,9 +29,9 @@ from tests.support import (
     prebuilt,
     require_live,
 )
-from tracekit import kprobe, uprobe
 from tracekit.errors import AttachError, NotSupportedError
-from tracekit.syscalls import bpf as _bpf
+from tracekit.hooks import kprobe, uprobe
+from tracekit.kernel.syscalls import bpf as _bpf
 
 pytestmark = pytest.mark.live
 
@@ -368,7 +368,7 @@ def test_uprobe_on_a_test_binary_limited_to_one_pid(legacy: bool) -> None:
 
 
 def _tracefs_has(name: str) -> bool:
-    from tracekit.syscalls import fs
+    from tracekit.kernel.syscalls import fs
 
     try:
         return os.path.exists(os.path.join(fs.tracefs_path(), name))
@@ -383,7 +383,7 @@ def test_legacy_events_of_dead_processes_are_swept() -> None:
     off = uprobe.symbol_offset(binary, "tk_uprobe_target")
     dead = subprocess.Popen(["true"])
     dead.wait()
-    from tracekit.syscalls import fs
+    from tracekit.kernel.syscalls import fs
 
     path = os.path.join(fs.tracefs_path(), "uprobe_events")
     stale = f"tk_{dead.pid}_0_stale"
@@ -429,7 +429,7 @@ def test_uprobe_targets_and_errors(probes) -> None:
 def test_stale_kprobe_events_are_swept_on_the_next_attach(probes) -> None:
     """A kprobe_events entry left by a dead tracekit process goes away when we next attach."""
     need("kprobes", _tracefs_has("kprobe_events"), "no tracefs kprobe_events")
-    from tracekit.syscalls import fs
+    from tracekit.kernel.syscalls import fs
 
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -21,7 +21,7 @@ from tests.support import (
     require_live,
 )
 from tracekit.errors import LoadError, PermissionDeniedError, SyscallError
-from tracekit.syscalls import bpf as _bpf
+from tracekit.kernel.syscalls import bpf as _bpf
 
 pytestmark = pytest.mark.live
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import tracekit
 from tests.support import require_live
-from tracekit.btf import kernel
 from tracekit.btf.types import Kind
+from tracekit.kernel import btf as kernel
 
 
 def _member_offset(btf, struct: str, member: str) -> tuple[int, int]:

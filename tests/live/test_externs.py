@@ -13,10 +13,10 @@ import pytest
 
 import tracekit
 from tests.support import build_bpf_object, require_live
-from tracekit import features
 from tracekit.btf.types import Kind
 from tracekit.errors import ExternError, MapError, SyscallError, VerifierError
-from tracekit.kconfig import kernel_version, read_config
+from tracekit.kernel import features
+from tracekit.kernel.kconfig import kernel_version, read_config
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +43,7 @@ STRONG_KFUNCS = ("bpf_task_from_pid", "bpf_task_release", "bpf_rcu_read_lock", "
 
 
 def _kernel_lacks(*names: str) -> list[str]:
-    from tracekit.btf import kernel
+    from tracekit.kernel import btf as kernel
 
     vmlinux = kernel.vmlinux()
     return [n for n in names if not vmlinux.find(n, Kind.FUNC)]

@@ -14,10 +14,10 @@ import pytest
 
 import tracekit
 from tests.support import build_bpf_object, require_live
-from tracekit import features
 from tracekit.btf.types import LINKAGE_GLOBAL, Kind
 from tracekit.cli import main as cli_main
-from tracekit.kconfig import kernel_version
+from tracekit.kernel import features
+from tracekit.kernel.kconfig import kernel_version
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +88,7 @@ MISSING_KINDS = {
 
 
 def _kernel_btf_kinds(obj: tracekit.Object) -> tuple[set[Kind], bool]:
-    from tracekit.syscalls import bpf
+    from tracekit.kernel.syscalls import bpf
 
     assert obj._btf_fd is not None, "the kernel refused the sanitized BTF"
     btf = tracekit.BTF(bpf.btf_data(obj._btf_fd.fd))

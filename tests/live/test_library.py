@@ -9,7 +9,7 @@ import pytest
 import tracekit
 from tests.support import build_bpf_object, require_live
 from tracekit.errors import LinkerError, TracekitError
-from tracekit.syscalls import bpf
+from tracekit.kernel.syscalls import bpf
 
 pytestmark = pytest.mark.live
 

@@ -12,8 +12,8 @@ import pytest
 
 import tracekit
 from tests.support import build_bpf_object, require_live
-from tracekit import linker
-from tracekit.syscalls import bpf
+from tracekit.kernel.syscalls import bpf
+from tracekit.obj import linker
 
 pytestmark = pytest.mark.live
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"

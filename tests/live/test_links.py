@@ -10,17 +10,17 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import require_live
-from tracekit import insn as I
 from tracekit.btf import BTF, Kind
 from tracekit.errors import AttachError, NotSupportedError, SyscallError
-from tracekit.links import (
+from tracekit.hooks.links import (
     Link,
     attach_raw_tracepoint,
     attach_tracepoint,
     attach_tracing,
 )
-from tracekit.maps import Map
-from tracekit.syscalls import bpf
+from tracekit.kernel.maps import Map
+from tracekit.kernel.syscalls import bpf
+from tracekit.obj import insn as I
 from tracekit.uapi import AttachType, Helper, LinkType, MapType, ProgType
 
 
@@ -130,7 +130,7 @@ def test_tracepoint_ioctl_fallback(counter: Map, no_leaks: None, monkeypatch: py
 
     Only the refusal is simulated; the PERF_EVENT_IOC_SET_BPF attach and the counting are real.
     """
-    import tracekit.links as links
+    import tracekit.hooks.links as links
 
     def old_kernel_link_create(*a: object, **k: object) -> object:
         raise SyscallError("create BPF link", errno.EINVAL)

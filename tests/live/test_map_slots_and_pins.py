@@ -11,8 +11,8 @@ import pytest
 
 import tracekit
 from tests.support import require_live
-from tracekit.maps import Map
-from tracekit.syscalls import fs
+from tracekit.kernel.maps import Map
+from tracekit.kernel.syscalls import fs
 
 pytestmark = pytest.mark.live
 

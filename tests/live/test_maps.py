@@ -1,4 +1,4 @@
-"""tracekit.maps.Map against the running kernel: every supported map type, batch ops,
+"""tracekit.kernel.maps.Map against the running kernel: every supported map type, batch ops,
 freeze, pinning, mmap, and no leaked fds."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from tests.support import require_live
 from tracekit import uapi
 from tracekit.errors import MapError, PermissionDeniedError, SyscallError
-from tracekit.maps import Map, num_possible_cpus
-from tracekit.syscalls import perf
+from tracekit.kernel.maps import Map, num_possible_cpus
+from tracekit.kernel.syscalls import perf
 from tracekit.uapi import MapType
 
 
@@ -304,7 +304,7 @@ def test_create_errors(no_leaks: None) -> None:
 def test_map_with_btf_types(no_leaks: None) -> None:
     import struct
 
-    from tracekit.syscalls import bpf
+    from tracekit.kernel.syscalls import bpf
 
     strings = b"\0int\0"
     types = struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32)  # [1] int, signed, 32 bits

@@ -32,12 +32,12 @@ from tests.support import (
     need,
     require_live,
 )
-from tracekit import core
-from tracekit.btf import kernel
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import Kind
-from tracekit.insn import BPF_PSEUDO_BTF_ID, BPF_PSEUDO_KFUNC_CALL, decode
-from tracekit.syscalls import bpf as _bpf
+from tracekit.kernel import btf as kernel
+from tracekit.kernel.syscalls import bpf as _bpf
+from tracekit.obj import core
+from tracekit.obj.insn import BPF_PSEUDO_BTF_ID, BPF_PSEUDO_KFUNC_CALL, decode
 
 pytestmark = pytest.mark.live
 

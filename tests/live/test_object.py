@@ -92,8 +92,8 @@ def test_non_root_gets_permission_error() -> None:
         # Import (and parse, which is pure) as root: after the drop, root's Python install
         # under /root may not be readable. Then everything that talks to the kernel runs
         # as nobody.
-        import tracekit, tracekit.syscalls.bpf, tracekit.maps, tracekit.links, tracekit.btf.kernel
-        import tracekit.core, tracekit.ringbuf, tracekit.events
+        import tracekit, tracekit.kernel.syscalls.bpf, tracekit.kernel.maps, tracekit.hooks.links, tracekit.kernel.btf
+        import tracekit.obj.core, tracekit.events.ringbuf, tracekit.events.records
         obj = tracekit.open("opensnoop")
         os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
         try:

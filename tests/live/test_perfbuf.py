@@ -15,8 +15,8 @@ import pytest
 import tracekit
 from tests.support import prebuilt, require_live
 from tracekit.errors import ClosedError, MapError, SyscallError
-from tracekit.perfbuf import PerfBuffer
-from tracekit.syscalls import perf as _perf
+from tracekit.events.perfbuf import PerfBuffer
+from tracekit.kernel.syscalls import perf as _perf
 
 pytestmark = pytest.mark.live
 
@@ -189,7 +189,7 @@ def test_bad_arguments_are_refused(obj) -> None:
     with pytest.raises(MapError, match="power of two"):
         PerfBuffer(obj.maps["events"].fd, 2, page_count=3)
     before = _perf_fds()
-    from tracekit.maps import Map
+    from tracekit.kernel.maps import Map
     from tracekit.uapi import MapType
 
     ring = Map.create(MapType.RINGBUF, 0, 0, 4096, name="not_perf")

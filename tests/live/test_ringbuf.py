@@ -11,8 +11,8 @@ from tests.live.ringbuf_producer import Producer, expected
 from tests.support import build_bpf_object, require_live
 from tracekit.btf.reader import BTF
 from tracekit.errors import ClosedError
-from tracekit.events import EventType
-from tracekit.ringbuf import RingBuffer, merge
+from tracekit.events.records import EventType
+from tracekit.events.ringbuf import RingBuffer, merge
 
 pytestmark = pytest.mark.anyio
 PAGE = 4096

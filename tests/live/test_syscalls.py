@@ -12,7 +12,6 @@ import textwrap
 import pytest
 
 from tests.support import open_fds, require_live
-from tracekit import insn as I
 from tracekit.errors import (
     AttachError,
     BTFLoadError,
@@ -20,8 +19,9 @@ from tracekit.errors import (
     SyscallError,
     VerifierError,
 )
-from tracekit.fd import FD
-from tracekit.syscalls import bpf, fs, perf
+from tracekit.kernel.fd import FD
+from tracekit.kernel.syscalls import bpf, fs, perf
+from tracekit.obj import insn as I
 from tracekit.uapi import Cmd, MapType, ProgType
 
 
@@ -185,7 +185,7 @@ def test_non_root_gets_permission_denied() -> None:
         import os, sys
         # Import first: the interpreter's files may not be readable by "nobody".
         from tracekit.errors import PermissionDeniedError
-        from tracekit.maps import Map
+        from tracekit.kernel.maps import Map
         from tracekit.uapi import MapType
         os.setgroups([])
         os.setresgid(65534, 65534, 65534)

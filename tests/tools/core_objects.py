@@ -7,10 +7,10 @@ from pathlib import Path
 
 from tests.support import build_bpf_object
 from tracekit.btf.reader import BTF
-from tracekit.core import CoreFixup, CoreRelocator
-from tracekit.elf import load_spec
-from tracekit.insn import Insn
-from tracekit.spec import ObjectSpec
+from tracekit.obj.core import CoreFixup, CoreRelocator
+from tracekit.obj.elf import load_spec
+from tracekit.obj.insn import Insn
+from tracekit.obj.spec import ObjectSpec
 
 
 @dataclass

@@ -14,8 +14,8 @@ import os
 import pytest
 
 from tracekit.btf import BTF, Kind
-from tracekit.syscalls import bpf as sb
-from tracekit.syscalls import perf
+from tracekit.kernel.syscalls import bpf as sb
+from tracekit.kernel.syscalls import perf
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 

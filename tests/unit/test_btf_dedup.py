@@ -12,13 +12,21 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from tests.support import build_bpf_object
-from tracekit import linker
 from tracekit.btf.dedup import dedup, dedup_types
 from tracekit.btf.ext import BTFExt
 from tracekit.btf.reader import BTF
-from tracekit.btf.types import INT_SIGNED, EnumValue, Kind, Member, Param, Type, VarSecinfo
+from tracekit.btf.types import (
+    INT_SIGNED,
+    EnumValue,
+    Kind,
+    Member,
+    Param,
+    Type,
+    VarSecinfo,
+)
 from tracekit.btf.writer import BTFBuilder
 from tracekit.errors import BTFError
+from tracekit.obj import linker
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"

@@ -1,4 +1,4 @@
-"""tracekit.btf.kernel: the vmlinux cache (BTF copy + offsets + names + look-ups, boot-keyed)."""
+"""tracekit.kernel.btf: the vmlinux cache (BTF copy + offsets + names + look-ups, boot-keyed)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tracekit.btf import kernel
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import Kind
+from tracekit.kernel import btf as kernel
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 

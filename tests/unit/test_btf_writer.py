@@ -9,7 +9,15 @@ import pytest
 
 from tests.support import build_bpf_object
 from tracekit.btf.reader import BTF
-from tracekit.btf.types import INT_SIGNED, EnumValue, Kind, Member, Param, Type, VarSecinfo
+from tracekit.btf.types import (
+    INT_SIGNED,
+    EnumValue,
+    Kind,
+    Member,
+    Param,
+    Type,
+    VarSecinfo,
+)
 from tracekit.btf.writer import BTFBuilder
 from tracekit.errors import BTFError
 

@@ -10,9 +10,25 @@ import pytest
 
 from tests.tools.core_objects import CorePair, build_pair
 from tracekit.btf.types import Kind
-from tracekit.core import CoreFixup, CoreKind, explain_poison, poisoned_insns_in_log, relocate
 from tracekit.errors import AmbiguousRelocationError, CORERelocationError
-from tracekit.insn import BPF_ALU, BPF_ALU64, BPF_DW, BPF_LD, BPF_W, CALL, POISON_CORE, Insn, ldimm64_value
+from tracekit.obj.core import (
+    CoreFixup,
+    CoreKind,
+    explain_poison,
+    poisoned_insns_in_log,
+    relocate,
+)
+from tracekit.obj.insn import (
+    BPF_ALU,
+    BPF_ALU64,
+    BPF_DW,
+    BPF_LD,
+    BPF_W,
+    CALL,
+    POISON_CORE,
+    Insn,
+    ldimm64_value,
+)
 
 POISON = "poison"
 K = CoreKind
@@ -313,7 +329,7 @@ def test_no_target_btf_is_an_error(conf: CorePair) -> None:
 
 
 def test_debug_log_explains_decisions(conf: CorePair, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="tracekit.core"):
+    with caplog.at_level(logging.DEBUG, logger="tracekit.obj.core"):
         conf.relocate("renamed")
     text = caplog.text
     assert "candidates for" in text and "struct cs_renamed" in text

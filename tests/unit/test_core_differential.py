@@ -21,10 +21,17 @@ import pytest
 from tests.support import BUILD_DIR, build_bpf_object
 from tests.tools.core_objects import CorePair, build_pair
 from tracekit.btf.reader import BTF
-from tracekit.core import CoreRelocator
-from tracekit.elf import load_spec
 from tracekit.errors import CORERelocationError
-from tracekit.insn import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE, BPF_PSEUDO_MAP_VALUE, LD_IMM64, Insn
+from tracekit.obj.core import CoreRelocator
+from tracekit.obj.elf import load_spec
+from tracekit.obj.insn import (
+    BPF_PSEUDO_MAP_FD,
+    BPF_PSEUDO_MAP_IDX,
+    BPF_PSEUDO_MAP_IDX_VALUE,
+    BPF_PSEUDO_MAP_VALUE,
+    LD_IMM64,
+    Insn,
+)
 
 TOOL_SRC = Path(__file__).resolve().parent.parent / "tools" / "libbpf_core_dump.c"
 _MAP_SRCS = {BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE}

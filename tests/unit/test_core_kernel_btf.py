@@ -1,4 +1,4 @@
-"""tracekit.btf.kernel: the on-disk index cache (offsets + name array) and load_target."""
+"""tracekit.kernel.btf: the on-disk index cache (offsets + name array) and load_target."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import build_bpf_object
-from tracekit.btf import kernel
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import Kind
+from tracekit.kernel import btf as kernel
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 

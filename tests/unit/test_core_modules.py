@@ -1,4 +1,4 @@
-"""CO-RE candidates from module BTF (tracekit.core), against hand-built split BTFs.
+"""CO-RE candidates from module BTF (tracekit.obj.core), against hand-built split BTFs.
 
 libbpf's rule: a local type's candidates come from vmlinux; only when vmlinux has none are
 *all* module BTFs searched, and every candidate must then give the same value.  The live
@@ -13,9 +13,9 @@ from tracekit.btf.ext import CoreRelo
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import Kind, Member, Type
 from tracekit.btf.writer import BTFBuilder
-from tracekit.core import CoreKind, CoreRelocator
 from tracekit.errors import AmbiguousRelocationError
-from tracekit.insn import BPF_ALU64, BPF_K, BPF_MOV, Insn
+from tracekit.obj.core import CoreKind, CoreRelocator
+from tracekit.obj.insn import BPF_ALU64, BPF_K, BPF_MOV, Insn
 
 
 def _u32(b: BTFBuilder) -> int:

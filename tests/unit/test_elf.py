@@ -1,4 +1,4 @@
-"""tracekit.elf: clang-19 objects -> ObjectSpec, with exact values and libbpf as a referee."""
+"""tracekit.obj.elf: clang-19 objects -> ObjectSpec, with exact values and libbpf as a referee."""
 
 from __future__ import annotations
 
@@ -12,12 +12,19 @@ from pathlib import Path
 import pytest
 
 from tests.support import build_bpf_object
-from tracekit.btf.types import Kind, LINKAGE_GLOBAL, LINKAGE_STATIC
-from tracekit.elf import internal_map_name, load_spec, object_name
+from tracekit.btf.types import LINKAGE_GLOBAL, LINKAGE_STATIC, Kind
 from tracekit.errors import ELFError, RelocationError, SectionError
-from tracekit.insn import CALL, LD_IMM64
-from tracekit.spec import ProgramSpec, RelocKind
-from tracekit.uapi import BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, AttachType, MapType, ProgType
+from tracekit.obj.elf import internal_map_name, load_spec, object_name
+from tracekit.obj.insn import CALL, LD_IMM64
+from tracekit.obj.spec import ProgramSpec, RelocKind
+from tracekit.uapi import (
+    BPF_F_MMAPABLE,
+    BPF_F_NO_PREALLOC,
+    BPF_F_RDONLY_PROG,
+    AttachType,
+    MapType,
+    ProgType,
+)
 
 
 @pytest.fixture(scope="module")

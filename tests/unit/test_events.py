@@ -9,7 +9,7 @@ import pytest
 from tests.support import build_bpf_object
 from tracekit.btf.reader import BTF
 from tracekit.errors import BTFError
-from tracekit.events import DecodeError, EventType, find_event_type
+from tracekit.events.records import DecodeError, EventType, find_event_type
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Extern resolution (tracekit.externs) against hand-built kernel BTF: no kernel involved.
+"""Extern resolution (tracekit.obj.externs) against hand-built kernel BTF: no kernel involved.
 
 The objects are the clang-built tests/objects/extern_*.bpf.c; the "kernel" is a small BTF
 built here (vmlinux, and a module split on it), so each rule of libbpf's resolution is
@@ -13,15 +13,26 @@ import struct
 import pytest
 
 from tests.support import build_bpf_object
-from tracekit import elf
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import INT_BOOL, INT_SIGNED, Kind, Param, Type
 from tracekit.btf.writer import BTFBuilder
 from tracekit.errors import ExternError
-from tracekit.externs import KernelFacts, kernel_version_code, patch_program, resolve_externs
-from tracekit.insn import BPF_PSEUDO_BTF_ID, BPF_PSEUDO_KFUNC_CALL, CALL, POISON_EXTERN, ldimm64_value
-from tracekit.kconfig import parse_config, read_config, read_kallsyms
-from tracekit.plan import link_program
+from tracekit.kernel.kconfig import parse_config, read_config, read_kallsyms
+from tracekit.obj import elf
+from tracekit.obj.externs import (
+    KernelFacts,
+    kernel_version_code,
+    patch_program,
+    resolve_externs,
+)
+from tracekit.obj.insn import (
+    BPF_PSEUDO_BTF_ID,
+    BPF_PSEUDO_KFUNC_CALL,
+    CALL,
+    POISON_EXTERN,
+    ldimm64_value,
+)
+from tracekit.obj.plan import link_program
 
 
 def _kernel(with_acquire: bool = True) -> tuple[BTF, dict[str, int]]:

@@ -11,12 +11,12 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from tests.support import build_bpf_object
-from tracekit import elf, linker
 from tracekit.btf.ext import BTFExt
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import Kind
 from tracekit.cli import main as cli_main
 from tracekit.errors import LinkerError
+from tracekit.obj import elf, linker
 
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 

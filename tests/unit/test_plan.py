@@ -15,9 +15,15 @@ import pytest
 from tests.support import ROOT
 from tests.unit.test_core_differential import libbpf_relocate, tool  # noqa: F401 - fixture
 from tracekit.btf.reader import BTF
-from tracekit.elf import load_spec
-from tracekit.insn import BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, LD_IMM64
-from tracekit.plan import link_program, plan_program
+from tracekit.obj.elf import load_spec
+from tracekit.obj.insn import (
+    BPF_PSEUDO_CALL,
+    BPF_PSEUDO_FUNC,
+    BPF_PSEUDO_MAP_FD,
+    BPF_PSEUDO_MAP_VALUE,
+    LD_IMM64,
+)
+from tracekit.obj.plan import link_program, plan_program
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 

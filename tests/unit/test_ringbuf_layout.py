@@ -13,7 +13,7 @@ import struct
 import pytest
 
 from tracekit.errors import ClosedError, MapError
-from tracekit.ringbuf import BUSY_BIT, DISCARD_BIT, RingBuffer, RingMemory
+from tracekit.events.ringbuf import BUSY_BIT, DISCARD_BIT, RingBuffer, RingMemory
 
 
 class FakeRing:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.support import build_bpf_object
-from tracekit import elf
 from tracekit.btf.ext import FuncInfo
 from tracekit.btf.reader import BTF
 from tracekit.btf.sanitize import (
@@ -16,8 +15,18 @@ from tracekit.btf.sanitize import (
     prepare,
     sanitize,
 )
-from tracekit.btf.types import INT_SIGNED, LINKAGE_GLOBAL, EnumValue, Kind, Member, Param, Type, VarSecinfo
+from tracekit.btf.types import (
+    INT_SIGNED,
+    LINKAGE_GLOBAL,
+    EnumValue,
+    Kind,
+    Member,
+    Param,
+    Type,
+    VarSecinfo,
+)
 from tracekit.btf.writer import BTFBuilder
+from tracekit.obj import elf
 
 NONE = BTFFeatures(*([False] * 8))
 
@@ -99,7 +108,7 @@ def argctx():
 
 
 def _sub_func_info(spec, prog: str) -> list[FuncInfo]:
-    from tracekit.plan import link_program
+    from tracekit.obj.plan import link_program
 
     return link_program(spec, spec.programs[prog]).func_info
 

@@ -1,11 +1,11 @@
-"""tracekit.sections: libbpf's SEC() table."""
+"""tracekit.obj.sections: libbpf's SEC() table."""
 
 from __future__ import annotations
 
 import pytest
 
 from tracekit.errors import SectionError
-from tracekit.sections import SUPPORTED_PREFIXES, parse_section
+from tracekit.obj.sections import SUPPORTED_PREFIXES, parse_section
 from tracekit.uapi import AttachType as AT
 from tracekit.uapi import ProgType as PT
 

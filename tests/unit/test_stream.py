@@ -1,4 +1,4 @@
-"""tracekit.stream.RecordStream through a ring reader over kernel-layout memory.
+"""tracekit.events.stream.RecordStream through a ring reader over kernel-layout memory.
 
 The wake-up fd is a pipe (readable once a byte is written), so the async paths run on
 asyncio and trio without a kernel ring; the ring protocol itself is tested in
@@ -14,7 +14,7 @@ import pytest
 
 from tests.unit.test_ringbuf_layout import FakeRing, rec
 from tracekit.errors import ClosedError
-from tracekit.ringbuf import RingBuffer
+from tracekit.events.ringbuf import RingBuffer
 
 pytestmark = pytest.mark.anyio
 

@@ -31,9 +31,27 @@ from typing import BinaryIO, Mapping, Sequence
 
 if __package__ in (None, ""):  # `python tests/vm/runner.py` as well as `-m tests.vm.runner`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.vm.kernels import CHECKOUT, SERIES, Kernel, VMSetupError, cache_dir, ensure_tools, log, prepare_kernel
+    from tests.vm.kernels import (
+        CHECKOUT,
+        SERIES,
+        Kernel,
+        VMSetupError,
+        cache_dir,
+        ensure_tools,
+        log,
+        prepare_kernel,
+    )
 else:
-    from .kernels import CHECKOUT, SERIES, Kernel, VMSetupError, cache_dir, ensure_tools, log, prepare_kernel
+    from .kernels import (
+        CHECKOUT,
+        SERIES,
+        Kernel,
+        VMSetupError,
+        cache_dir,
+        ensure_tools,
+        log,
+        prepare_kernel,
+    )
 
 TIMEOUT_EXIT = 124
 # Exit status when the guest died after CMD started (kernel panic/oops, qemu crash):

@@ -44,10 +44,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..errors import BTFError
-from .reader import BTF
-from .types import EnumValue, Kind, Member, Param, Type, VarSecinfo
-from .writer import BTFBuilder
+from tracekit.btf.reader import BTF
+from tracekit.btf.types import EnumValue, Kind, Member, Param, Type, VarSecinfo
+from tracekit.btf.writer import BTFBuilder
+from tracekit.errors import BTFError
 
 __all__ = ["DedupResult", "Deduped", "dedup", "dedup_types", "remap_ext"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from ..errors import BTFError
-from .reader import BTF
+from tracekit.btf.reader import BTF
+from tracekit.errors import BTFError
 
 BTF_EXT_MAGIC = 0xEB9F
 

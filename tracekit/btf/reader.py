@@ -18,8 +18,7 @@ import sys
 from array import array
 from collections.abc import Iterator
 
-from ..errors import BTFError
-from .types import (
+from tracekit.btf.types import (
     BTF_HEADER_SIZE,
     BTF_MAGIC,
     KIND_EXTRA_FIXED,
@@ -34,6 +33,7 @@ from .types import (
     VarSecinfo,
     essential_name,
 )
+from tracekit.errors import BTFError
 
 _MAX_KIND = max(Kind)
 # Step tables for the offset scan, in u32 words.  Unknown kinds get a step that ends the

@@ -1,7 +1,7 @@
 """Make an object's BTF acceptable to an older kernel, and the ``__arg_ctx`` fallback.
 
 Pure: the kernel's abilities come in as a :class:`BTFFeatures` (from
-:func:`tracekit.features.btf_features`, or built by hand).
+:func:`tracekit.kernel.features.btf_features`, or built by hand).
 
 **Sanitization** (libbpf's ``bpf_object__sanitize_btf``): a new clang emits BTF kinds an old
 kernel refuses wholesale, so each unsupported kind is rewritten into an older one of the
@@ -37,11 +37,18 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
-from ..errors import BTFError
-from .ext import FuncInfo
-from .reader import BTF
-from .types import LINKAGE_GLOBAL, LINKAGE_STATIC, EnumValue, Kind, Member, Type
-from .writer import BTFBuilder
+from tracekit.btf.ext import FuncInfo
+from tracekit.btf.reader import BTF
+from tracekit.btf.types import (
+    LINKAGE_GLOBAL,
+    LINKAGE_STATIC,
+    EnumValue,
+    Kind,
+    Member,
+    Type,
+)
+from tracekit.btf.writer import BTFBuilder
+from tracekit.errors import BTFError
 
 log = logging.getLogger("tracekit.btf.sanitize")
 

@@ -20,9 +20,16 @@ import sys
 from array import array
 from collections.abc import Iterable, MutableSequence
 
-from ..errors import BTFError
-from .reader import BTF
-from .types import BTF_HEADER_SIZE, BTF_MAGIC, BTF_VERSION, SIZED_KINDS, Kind, Type
+from tracekit.btf.reader import BTF
+from tracekit.btf.types import (
+    BTF_HEADER_SIZE,
+    BTF_MAGIC,
+    BTF_VERSION,
+    SIZED_KINDS,
+    Kind,
+    Type,
+)
+from tracekit.errors import BTFError
 
 _U32 = 0xFFFFFFFF
 

@@ -21,9 +21,14 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .errors import AttachError, PermissionDeniedError, SyscallError
-from .kprobe import open_legacy_probe, open_pmu_probe, pmu_type, remove_legacy_event
-from .links import Link, attach_perf_event
+from tracekit.errors import AttachError, PermissionDeniedError, SyscallError
+from tracekit.hooks.kprobe import (
+    open_legacy_probe,
+    open_pmu_probe,
+    pmu_type,
+    remove_legacy_event,
+)
+from tracekit.hooks.links import Link, attach_perf_event
 
 LIB_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
             "/usr/local/lib")

@@ -6,9 +6,9 @@ against the running kernel's BTF).  Passing a struct larger than an older kernel
 safe: the kernel accepts trailing bytes as long as they are zero, and we only set the
 fields a caller asked for.
 
-Functions here return raw results (an :class:`~tracekit.fd.FD`, bytes, ints) and raise
-``tracekit.errors`` exceptions; the friendlier objects live in ``tracekit.maps`` and
-``tracekit.links``.  Every pointer handed to the kernel points into a ctypes buffer held by
+Functions here return raw results (an :class:`~tracekit.kernel.fd.FD`, bytes, ints) and raise
+``tracekit.errors`` exceptions; the friendlier objects live in ``tracekit.kernel.maps`` and
+``tracekit.hooks.links``.  Every pointer handed to the kernel points into a ctypes buffer held by
 a local variable of the calling function, so it stays alive for the whole syscall.
 """
 
@@ -24,15 +24,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import (
+from tracekit.errors import (
     BTFLoadError,
     PermissionDeniedError,
     SyscallError,
     VerifierError,
     error_for_errno,
 )
-from ..fd import FD
-from ..uapi import BPF_OBJ_NAME_LEN, Cmd
+from tracekit.kernel.fd import FD
+from tracekit.uapi import BPF_OBJ_NAME_LEN, Cmd
 
 _u8 = ctypes.c_uint8
 _u16 = ctypes.c_uint16
@@ -1074,7 +1074,7 @@ def btf_data(fd: int) -> bytes:
 
 
 def link_info(fd: int) -> LinkInfo:
-    from ..uapi import LinkType
+    from tracekit.uapi import LinkType
 
     name = ctypes.create_string_buffer(256)
     s = LinkInfoStruct()

@@ -11,7 +11,7 @@ Two ways to create a probe event, tried in this order (as libbpf does):
   our pid (``tk_<pid>_<seq>_<func>``) so events left behind by a tracekit process that was
   killed are recognised and swept on the next legacy attach.
 
-The shared PMU and tracefs machinery is also used by :mod:`tracekit.uprobe`.
+The shared PMU and tracefs machinery is also used by :mod:`tracekit.hooks.uprobe`.
 
 kprobe.multi attaches one program to many functions with one BPF link
 (BPF_TRACE_KPROBE_MULTI, Linux 5.18, needs CONFIG_FPROBE): functions are chosen by a glob
@@ -29,14 +29,19 @@ import re
 import threading
 from collections.abc import Sequence
 
-from .errors import AttachError, NotSupportedError, PermissionDeniedError, SyscallError
-from .fd import FD
-from .links import Link, attach_perf_event
-from .syscalls import bpf as _bpf
-from .syscalls import fs as _fs
-from .syscalls import perf as _perf
-from .syscalls.bpf import ENOTSUPP
-from .uapi import AttachType
+from tracekit.errors import (
+    AttachError,
+    NotSupportedError,
+    PermissionDeniedError,
+    SyscallError,
+)
+from tracekit.hooks.links import Link, attach_perf_event
+from tracekit.kernel.fd import FD
+from tracekit.kernel.syscalls import bpf as _bpf
+from tracekit.kernel.syscalls import fs as _fs
+from tracekit.kernel.syscalls import perf as _perf
+from tracekit.kernel.syscalls.bpf import ENOTSUPP
+from tracekit.uapi import AttachType
 
 PMU_ROOT = "/sys/bus/event_source/devices"
 #: tracefs group of our legacy events

@@ -12,7 +12,12 @@ import difflib
 import errno as _errno
 import os
 
-from ..errors import AttachError, NotSupportedError, PermissionDeniedError, SyscallError
+from tracekit.errors import (
+    AttachError,
+    NotSupportedError,
+    PermissionDeniedError,
+    SyscallError,
+)
 
 TRACEFS_DEFAULT = "/sys/kernel/tracing"
 DEBUGFS_DEFAULT = "/sys/kernel/debug"

@@ -30,11 +30,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from .btf.ext import CoreRelo
-from .btf.reader import BTF
-from .btf.types import INT_SIGNED, MODIFIER_KINDS, Kind, Type, essential_name
-from .errors import AmbiguousRelocationError, BTFError, CORERelocationError
-from .insn import (
+from tracekit.btf.ext import CoreRelo
+from tracekit.btf.reader import BTF
+from tracekit.btf.types import INT_SIGNED, MODIFIER_KINDS, Kind, Type, essential_name
+from tracekit.errors import AmbiguousRelocationError, BTFError, CORERelocationError
+from tracekit.obj.insn import (
     BPF_ALU,
     BPF_ALU64,
     BPF_LD,
@@ -50,7 +50,7 @@ from .insn import (
     set_ldimm64,
 )
 
-log = logging.getLogger("tracekit.core")
+log = logging.getLogger("tracekit.obj.core")
 
 __all__ = [
     "CoreKind",
@@ -922,7 +922,7 @@ def _remember_poison(prog_name: str, fx: CoreFixup) -> None:
 def explain_poison(spec: object, plan: object, verifier_log: str) -> str | None:
     """Explain a verifier failure caused by a poisoned CO-RE instruction, or None.
 
-    ``spec`` is the :class:`~tracekit.spec.ObjectSpec` (its ``btf`` is the local BTF) and
+    ``spec`` is the :class:`~tracekit.obj.spec.ObjectSpec` (its ``btf`` is the local BTF) and
     ``plan`` the program's plan (``name``, ``core_relos`` in the loaded instruction
     indices).  The log is searched for the poison marker; each poisoned instruction is
     mapped back to its relocation: program, instruction, type and access string.

@@ -36,12 +36,21 @@ import struct
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from .btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo
-from .btf.reader import BTF
-from .btf.types import INT_BOOL, INT_SIGNED, LINKAGE_EXTERN, LINKAGE_GLOBAL, LINKAGE_STATIC, Kind, Param, Type
-from .btf.writer import BTFBuilder
-from .errors import BTFError, ELFError, RelocationError, SectionError
-from .insn import (
+from tracekit.btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo
+from tracekit.btf.reader import BTF
+from tracekit.btf.types import (
+    INT_BOOL,
+    INT_SIGNED,
+    LINKAGE_EXTERN,
+    LINKAGE_GLOBAL,
+    LINKAGE_STATIC,
+    Kind,
+    Param,
+    Type,
+)
+from tracekit.btf.writer import BTFBuilder
+from tracekit.errors import BTFError, ELFError, RelocationError, SectionError
+from tracekit.obj.insn import (
     BPF_PSEUDO_CALL,
     BPF_PSEUDO_FUNC,
     CALL,
@@ -50,9 +59,17 @@ from .insn import (
     Insn,
     decode,
 )
-from .sections import parse_section
-from .spec import ExternSpec, FunctionSpec, MapSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
-from .uapi import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_OBJ_NAME_LEN, MapType
+from tracekit.obj.sections import parse_section
+from tracekit.obj.spec import (
+    ExternSpec,
+    FunctionSpec,
+    MapSpec,
+    ObjectSpec,
+    ProgramSpec,
+    Relocation,
+    RelocKind,
+)
+from tracekit.uapi import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_OBJ_NAME_LEN, MapType
 
 __all__ = ["load_spec", "internal_map_name", "object_name"]
 

@@ -1,8 +1,8 @@
-"""The machine-independent description of a BPF object: what :mod:`tracekit.elf` produces.
+"""The machine-independent description of a BPF object: what :mod:`tracekit.obj.elf` produces.
 
 Reading an ELF file gives the same :class:`ObjectSpec` on any machine; everything that
 depends on the running kernel (CO-RE, externs, map fds) happens later, in the load plan
-(:mod:`tracekit.plan`) and the loader (:mod:`tracekit.object`).  Specs are plain mutable
+(:mod:`tracekit.obj.plan`) and the loader (:mod:`tracekit.object`).  Specs are plain mutable
 dataclasses so users can adjust them before load (map sizes, autoload, rodata values).
 """
 
@@ -12,9 +12,9 @@ import copy
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo
-from .btf.reader import BTF
-from .insn import Insn
+from tracekit.btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo
+from tracekit.btf.reader import BTF
+from tracekit.obj.insn import Insn
 
 
 class RelocKind(Enum):
@@ -137,7 +137,7 @@ class ExternSpec:
 
     @property
     def essential_name(self) -> str:
-        from .btf.types import essential_name
+        from tracekit.btf.types import essential_name
 
         return essential_name(self.name)
 

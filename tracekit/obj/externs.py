@@ -33,11 +33,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .btf.reader import BTF
-from .btf.types import INT_BOOL, INT_CHAR, INT_SIGNED, Kind
-from .errors import CORERelocationError, ExternError
-from .insn import BPF_PSEUDO_BTF_ID, BPF_PSEUDO_KFUNC_CALL, POISON_EXTERN, Insn, poison, set_ldimm64
-from .spec import ExternSpec, ObjectSpec, RelocKind
+from tracekit.btf.reader import BTF
+from tracekit.btf.types import INT_BOOL, INT_CHAR, INT_SIGNED, Kind
+from tracekit.errors import CORERelocationError, ExternError
+from tracekit.obj.insn import (
+    BPF_PSEUDO_BTF_ID,
+    BPF_PSEUDO_KFUNC_CALL,
+    POISON_EXTERN,
+    Insn,
+    poison,
+    set_ldimm64,
+)
+from tracekit.obj.spec import ExternSpec, ObjectSpec, RelocKind
 
 #: virtual kconfig externs libbpf (and tracekit) fill in themselves
 VIRTUAL_KCONFIG = ("LINUX_KERNEL_VERSION", "LINUX_HAS_BPF_COOKIE", "LINUX_HAS_SYSCALL_WRAPPER")
@@ -216,7 +223,7 @@ def _find_own(facts: KernelFacts, name: str, kind: Kind) -> list[tuple[int, int]
 
 def _compat(local: BTF, lid: int, target: BTF, tid: int) -> bool:
     # libbpf's bpf_core_types_are_compat, shared with the CO-RE engine
-    from .core import _types_compat
+    from tracekit.obj.core import _types_compat
 
     try:
         return _types_compat(local, lid, target, tid)
@@ -443,13 +450,13 @@ def _resolve_kconfig(spec: ObjectSpec, ext: ExternSpec, facts: KernelFacts, buf:
 
 
 def patch_program(plan: Any, res: ExternResolution) -> ProgramExterns:
-    """Rewrite ``plan``'s extern instructions in place (a :class:`tracekit.plan.ProgramPlan`).
+    """Rewrite ``plan``'s extern instructions in place (a :class:`tracekit.obj.plan.ProgramPlan`).
 
     kconfig references become map-value references to the ``.kconfig`` map (appended to
     ``plan.map_refs``, so the usual fd filling covers them).  Returns what needs kernel
     fds: module BTFs in ``fd_array`` and in typed-ksym ldimm64s.
     """
-    from .plan import MapRef
+    from tracekit.obj.plan import MapRef
 
     insns: list[Insn] = plan.insns
     out = ProgramExterns()

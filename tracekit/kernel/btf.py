@@ -38,11 +38,11 @@ from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import BTFError
-from .reader import BTF
+from tracekit.btf.reader import BTF
+from tracekit.errors import BTFError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..fd import FD
+    from tracekit.kernel.fd import FD
 
 log = logging.getLogger("tracekit.btf")
 
@@ -130,8 +130,8 @@ def load_target(path: str | os.PathLike[str]) -> BTF:
 
 def module_btf_fd(btf: BTF) -> FD:
     """An fd of the kernel's BTF object for module BTF ``btf`` (found by module name)."""
-    from ..errors import NotSupportedError
-    from ..syscalls import bpf
+    from tracekit.errors import NotSupportedError
+    from tracekit.kernel.syscalls import bpf
 
     want = Path(btf.name).name
     cur = 0
@@ -177,7 +177,7 @@ def _load_vmlinux() -> BTF:
         try:
             return BTF.from_bytes_or_elf(alt.read_bytes(), name=str(alt))
         except OSError:
-            from ..errors import NotSupportedError
+            from tracekit.errors import NotSupportedError
 
             raise NotSupportedError(
                 "kernel BTF (CONFIG_DEBUG_INFO_BTF)", "5.4",

@@ -31,9 +31,9 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .btf.reader import BTF
-from .btf.types import INT_BOOL, INT_SIGNED, Kind
-from .errors import BTFError, TracekitError
+from tracekit.btf.reader import BTF
+from tracekit.btf.types import INT_BOOL, INT_SIGNED, Kind
+from tracekit.errors import BTFError, TracekitError
 
 
 class DecodeError(TracekitError, ValueError):

@@ -1,6 +1,6 @@
 """BPF maps from user space: create, read, write, iterate, batch, freeze, pin, mmap.
 
-A :class:`Map` owns its fd (:class:`tracekit.fd.FD`) and knows its parameters, so it can
+A :class:`Map` owns its fd (:class:`tracekit.kernel.fd.FD`) and knows its parameters, so it can
 encode keys and values for the kernel:
 
 * keys and values are ``bytes`` of exactly ``key_size``/``value_size``, or ``int``
@@ -21,13 +21,13 @@ import mmap as _mmap
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from . import uapi
-from .errors import MapError, SyscallError, error_for_errno
-from .fd import FD
-from .syscalls import bpf as _bpf
-from .syscalls.bpf import ENOTSUPP, MapInfo
-from .syscalls.perf import possible_cpus
-from .uapi import MapType
+from tracekit import uapi
+from tracekit.errors import MapError, SyscallError, error_for_errno
+from tracekit.kernel.fd import FD
+from tracekit.kernel.syscalls import bpf as _bpf
+from tracekit.kernel.syscalls.bpf import ENOTSUPP, MapInfo
+from tracekit.kernel.syscalls.perf import possible_cpus
+from tracekit.uapi import MapType
 
 Value = bytes | list[bytes]
 
@@ -267,7 +267,7 @@ class Map:
     def _check_keyed(self) -> None:
         if self.type in KEYLESS_TYPES:
             raise MapError(f"{self._what} is a {self.type.name.lower()}: it has no elements to "
-                           "look up (read it with tracekit.ringbuf)")
+                           "look up (read it with tracekit.events.ringbuf)")
 
     # --- element ops ---------------------------------------------------------------------
 

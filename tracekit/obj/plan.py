@@ -5,7 +5,7 @@ Pure: no syscalls.  Given the object and the kernel's (or a user-given) BTF, thi
 1. links each main program with every subprogram it reaches (transitively), appended at its
    end, fixing call offsets and shifting func_info / line_info / CO-RE records, as libbpf's
    ``bpf_object__relocate_calls`` does;
-2. applies CO-RE relocations (:mod:`tracekit.core`);
+2. applies CO-RE relocations (:mod:`tracekit.obj.core`);
 3. records, per instruction, which map or global-data section it refers to, so the loader
    only has to drop file descriptors in before ``BPF_PROG_LOAD``;
 4. resolves the attach BTF id for programs that need one (tp_btf, fentry, ...).
@@ -22,20 +22,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .btf.ext import CoreRelo, FuncInfo, LineInfo
-from .btf.reader import BTF
-from .btf.types import Kind
-from .errors import NotSupportedError, RelocationError
-from .insn import (
+from tracekit.btf.ext import CoreRelo, FuncInfo, LineInfo
+from tracekit.btf.reader import BTF
+from tracekit.btf.types import Kind
+from tracekit.errors import NotSupportedError, RelocationError
+from tracekit.obj.insn import (
     BPF_PSEUDO_CALL,
     BPF_PSEUDO_FUNC,
     BPF_PSEUDO_MAP_FD,
     BPF_PSEUDO_MAP_VALUE,
     Insn,
 )
-from .spec import FunctionSpec, ObjectSpec, ProgramSpec, RelocKind
+from tracekit.obj.spec import FunctionSpec, ObjectSpec, ProgramSpec, RelocKind
 
-log = logging.getLogger("tracekit.plan")
+log = logging.getLogger("tracekit.obj.plan")
 
 
 @dataclass
@@ -197,7 +197,7 @@ _relocators: weakref.WeakKeyDictionary[BTF, tuple[tuple[BTF, ...], Any]] = weakr
 
 
 def _relocator(local: BTF, targets: Sequence[BTF]) -> Any:
-    from . import core
+    from tracekit.obj import core
 
     tt = tuple(targets)
     hit = _relocators.get(local)
@@ -212,7 +212,7 @@ def apply_core(plan: ProgramPlan, local: BTF, targets: Sequence[BTF]) -> None:
     """CO-RE-relocate the linked program in place."""
     if not plan.core_relos:
         return
-    from . import core
+    from tracekit.obj import core
 
     core.relocate(
         plan.insns, plan.core_relos, local, targets, prog_name=plan.name, relocator=_relocator(local, targets)

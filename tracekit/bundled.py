@@ -1,29 +1,24 @@
-"""The BPF probes bundled with tracekit: prebuilt CO-RE objects and their sources.
+"""Where the bundled probe objects are: ``tracekit/probes/NAME.bpf.o`` and ``NAME.bpf.c``.
 
-The ``*.bpf.o`` files next to this module are built by ``python -m tracekit.probes.build``
-and committed, so using a bundled probe needs no compiler at run time::
-
-    from tracekit import probes
-    probes.names()              # ['execsnoop', 'opensnoop']
-    probes.path("opensnoop")    # .../tracekit/probes/opensnoop.bpf.o
+The objects are built by ``python -m tracekit.probes.build`` and committed, so using a
+bundled probe needs no compiler at run time.  This module only locates files; the probes'
+Python declarations live in :mod:`tracekit.probes`, above the user API, so the loader
+(:mod:`tracekit.object`) can resolve a bundled name without importing them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tracekit.errors import TracekitError
+from tracekit.errors import ProbeNotFoundError
 
 __all__ = ["PROBES_DIR", "ProbeNotFoundError", "names", "path", "source"]
 
-PROBES_DIR = Path(__file__).resolve().parent
+PROBES_DIR = Path(__file__).resolve().parent / "probes"
 
 _OBJ_SUFFIX = ".bpf.o"
 _SRC_SUFFIX = ".bpf.c"
 
-
-class ProbeNotFoundError(TracekitError, LookupError):
-    """No bundled probe has the requested name."""
 
 
 def names() -> list[str]:

@@ -1,6 +1,6 @@
 """Facts about the running kernel that live in files: its config, kallsyms, its version.
 
-These feed :mod:`tracekit.externs` (which is pure and takes them as plain data).  Each
+These feed :mod:`tracekit.obj.externs` (which is pure and takes them as plain data).  Each
 reader is cheap to skip: the loader calls it only when an object has an extern that needs
 it (a ``__kconfig`` ``CONFIG_*``, an untyped ``__ksym``).
 """
@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .errors import TracekitError
+from tracekit.errors import TracekitError
 
 #: where libbpf looks for the running kernel's config, in order
 CONFIG_PATHS = ("/boot/config-{release}", "/proc/config.gz")
@@ -108,7 +108,7 @@ def read_kallsyms(names: Iterable[str], path: str = "/proc/kallsyms") -> dict[st
 
 def kernel_version() -> int:
     """LINUX_VERSION_CODE-style version of the running kernel (patch level capped at 255)."""
-    from .externs import kernel_version_code
+    from tracekit.obj.externs import kernel_version_code
 
     # Ubuntu kernels carry the upstream version here; libbpf reads it likewise.
     try:
@@ -122,10 +122,10 @@ def kernel_version() -> int:
 
 
 def gather_facts(spec: Any, targets: Sequence[Any], user_kconfig: Mapping[str, Any] | None = None) -> Any:
-    """The :class:`tracekit.externs.KernelFacts` that ``spec``'s externs need, read from this
+    """The :class:`tracekit.obj.externs.KernelFacts` that ``spec``'s externs need, read from this
     machine: kallsyms only for untyped ksyms, the config only for ``CONFIG_*`` externs not
     given in ``user_kconfig``, feature probes only for the ``LINUX_HAS_*`` ones used."""
-    from .externs import KernelFacts
+    from tracekit.obj.externs import KernelFacts
 
     user = dict(user_kconfig or {})
     externs = list(spec.externs.values())
@@ -141,7 +141,7 @@ def gather_facts(spec: Any, targets: Sequence[Any], user_kconfig: Mapping[str, A
     if "LINUX_KERNEL_VERSION" in names:
         facts.kernel_version = kernel_version()
     if "LINUX_HAS_BPF_COOKIE" in names or "LINUX_HAS_SYSCALL_WRAPPER" in names:
-        from . import features
+        from tracekit.kernel import features
 
         if "LINUX_HAS_BPF_COOKIE" in names:
             facts.has_bpf_cookie = features.bpf_cookie()

@@ -1,7 +1,7 @@
 """The async reader core shared by every kernel-to-user record channel.
 
-:class:`tracekit.ringbuf.RingBuffer`, :class:`tracekit.ringbuf.RingBufferSet` and
-:class:`tracekit.perfbuf.PerfBuffer` differ only in how records leave the kernel; how a
+:class:`tracekit.events.ringbuf.RingBuffer`, :class:`tracekit.events.ringbuf.RingBufferSet` and
+:class:`tracekit.events.perfbuf.PerfBuffer` differ only in how records leave the kernel; how a
 reader waits, hands records out and shuts down is the same, and lives here once.
 
 A subclass provides three things:
@@ -43,7 +43,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from .errors import ClosedError
+from tracekit.errors import ClosedError
 
 #: records taken from the kernel per refill of the per-record iterator (bounds latency and
 #: memory; larger batches amortise the refill but hold records back from other tasks)

@@ -12,15 +12,20 @@ import errno as _errno
 import logging
 from collections.abc import Callable
 
-from .errors import AttachError, NotSupportedError, PermissionDeniedError, SyscallError
-from .fd import FD
-from .syscalls import bpf as _bpf
-from .syscalls import fs as _fs
-from .syscalls import perf as _perf
-from .syscalls.bpf import ENOTSUPP, LinkInfo
-from .uapi import AttachType
+from tracekit.errors import (
+    AttachError,
+    NotSupportedError,
+    PermissionDeniedError,
+    SyscallError,
+)
+from tracekit.kernel.fd import FD
+from tracekit.kernel.syscalls import bpf as _bpf
+from tracekit.kernel.syscalls import fs as _fs
+from tracekit.kernel.syscalls import perf as _perf
+from tracekit.kernel.syscalls.bpf import ENOTSUPP, LinkInfo
+from tracekit.uapi import AttachType
 
-log = logging.getLogger("tracekit.links")
+log = logging.getLogger("tracekit.hooks.links")
 
 
 class Link:

@@ -42,12 +42,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .btf.dedup import dedup_types
-from .btf.ext import BTF_EXT_MAGIC, CORE_RELO_SIZE, FUNC_INFO_SIZE, LINE_INFO_SIZE, BTFExt
-from .btf.reader import BTF
-from .btf.types import LINKAGE_EXTERN, LINKAGE_STATIC, Kind, Member, Param, Type, VarSecinfo
-from .btf.writer import BTFBuilder
-from .errors import BTFError, LinkerError
+from tracekit.btf.dedup import dedup_types
+from tracekit.btf.ext import (
+    BTF_EXT_MAGIC,
+    CORE_RELO_SIZE,
+    FUNC_INFO_SIZE,
+    LINE_INFO_SIZE,
+    BTFExt,
+)
+from tracekit.btf.reader import BTF
+from tracekit.btf.types import (
+    LINKAGE_EXTERN,
+    LINKAGE_STATIC,
+    Kind,
+    Member,
+    Param,
+    Type,
+    VarSecinfo,
+)
+from tracekit.btf.writer import BTFBuilder
+from tracekit.errors import BTFError, LinkerError
 
 __all__ = ["Linker", "link", "link_files"]
 

@@ -14,9 +14,9 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-from .btf.reader import BTF
-from .btf.types import INT_BOOL, INT_CHAR, Kind
-from .errors import ClosedError, TracekitError
+from tracekit.btf.reader import BTF
+from tracekit.btf.types import INT_BOOL, INT_CHAR, Kind
+from tracekit.errors import ClosedError, TracekitError
 
 _INT_FMT = {1: "b", 2: "h", 4: "i", 8: "q"}
 
@@ -62,7 +62,7 @@ class Codec:
             elem = Codec(self.btf, t.type)
             return [elem.get(buf, off + i * elem.size) for i in range(t.nelems)]
         if k in (Kind.STRUCT, Kind.UNION):
-            from .events import EventType
+            from tracekit.events.records import EventType
 
             return EventType.from_btf(self.btf, self.tid).decode(bytes(buf[off : off + self.size]))
         return bytes(buf[off : off + self.size])

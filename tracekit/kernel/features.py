@@ -24,13 +24,22 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import uapi
-from .btf.sanitize import BTFFeatures
-from .btf.types import INT_SIGNED, LINKAGE_GLOBAL, LINKAGE_STATIC, EnumValue, Kind, Param, Type, VarSecinfo
-from .btf.writer import BTFBuilder
-from .insn import BPF_PSEUDO_CALL, Insn, encode, exit_insn, mov64_imm
+from tracekit import uapi
+from tracekit.btf.sanitize import BTFFeatures
+from tracekit.btf.types import (
+    INT_SIGNED,
+    LINKAGE_GLOBAL,
+    LINKAGE_STATIC,
+    EnumValue,
+    Kind,
+    Param,
+    Type,
+    VarSecinfo,
+)
+from tracekit.btf.writer import BTFBuilder
+from tracekit.obj.insn import BPF_PSEUDO_CALL, Insn, encode, exit_insn, mov64_imm
 
-log = logging.getLogger("tracekit.features")
+log = logging.getLogger("tracekit.kernel.features")
 _lock = threading.Lock()
 _overrides: dict[str, bool] = {}
 _probes: list[Callable[..., Any]] = []
@@ -57,7 +66,7 @@ def _memo(fn: Callable[[], bool]) -> Callable[[], bool]:
 
 def _load_btf(b: BTFBuilder) -> int:
     """Load a BTF blob; returns an fd (caller closes) or -errno."""
-    from .syscalls import bpf
+    from tracekit.kernel.syscalls import bpf
 
     fd, err, _ = bpf.btf_load(b.encode())
     return fd if not err else -err
@@ -81,7 +90,7 @@ def _prog_load(prog_type: int, insns: list[Insn], **kw: Any) -> tuple[int, str]:
     """Load a program; returns (0 or -errno, verifier log if asked for)."""
     import ctypes
 
-    from .syscalls import bpf
+    from tracekit.kernel.syscalls import bpf
 
     want_log = kw.pop("want_log", False)
     buf = ctypes.create_string_buffer(16384) if want_log else None
@@ -205,7 +214,7 @@ def arg_ctx_tag() -> bool:
     arg:ctx and passes it to bpf_get_func_ip(), which wants the context: only a verifier
     that honours the tag accepts it (libbpf's probe, same shape).
     """
-    from .btf.ext import FuncInfo, encode_func_info, FUNC_INFO_SIZE
+    from tracekit.btf.ext import FUNC_INFO_SIZE, FuncInfo, encode_func_info
 
     if not btf_decl_tag():
         return False
@@ -238,7 +247,7 @@ def arg_ctx_tag() -> bool:
 
 
 def _kver() -> int:
-    from .kconfig import kernel_version
+    from tracekit.kernel.kconfig import kernel_version
 
     return kernel_version()
 
@@ -266,13 +275,13 @@ def syscall_wrapper() -> bool:
         return False
     name = f"__{pfx}_sys_bpf"
     try:
-        from .btf import kernel
+        from tracekit.kernel import btf as kernel
 
         if kernel.vmlinux().find(name, Kind.FUNC):
             return True
     except Exception as e:  # no kernel BTF: ask kallsyms
         log.debug("syscall_wrapper: no vmlinux BTF (%s), reading kallsyms", e)
-    from .kconfig import read_kallsyms
+    from tracekit.kernel.kconfig import read_kallsyms
 
     return bool(read_kallsyms([name]))
 
@@ -326,7 +335,7 @@ def prog_type(t: int | str) -> bool:
 
 @functools.cache
 def _map_type(t: int) -> bool:
-    from .syscalls import bpf
+    from tracekit.kernel.syscalls import bpf
 
     M = uapi.MapType
     key, value, entries, flags, extra = 4, 4, 1, 0, 0

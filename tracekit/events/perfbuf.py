@@ -13,8 +13,8 @@ index ``cpu``; user space maps it as ``1 + 2^n`` pages:
   kernel pads ``data`` so the record stays 8-byte aligned: the padding is part of the
   bytes handed out, as with libbpf); PERF_RECORD_LOST (2) is ``{u64 id; u64 lost}``.
 
-Design, in line with :mod:`tracekit.ringbuf` (same decoder interface; the waiting,
-iteration and closing machinery is :class:`tracekit.stream.RecordStream`, shared):
+Design, in line with :mod:`tracekit.events.ringbuf` (same decoder interface; the waiting,
+iteration and closing machinery is :class:`tracekit.events.stream.RecordStream`, shared):
 
 * each drain copies the whole ``[tail, head)`` window out of the ring (at most two
   slices when it wraps), publishes ``data_tail`` with one aligned 8-byte store, then cuts
@@ -37,12 +37,12 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import MapError, SyscallError
-from .fd import FD
-from .ringbuf import Decoder
-from .stream import DEFAULT_BATCH, RecordStream
-from .syscalls import bpf as _bpf
-from .syscalls import perf as _perf
+from tracekit.errors import MapError, SyscallError
+from tracekit.events.ringbuf import Decoder
+from tracekit.events.stream import DEFAULT_BATCH, RecordStream
+from tracekit.kernel.fd import FD
+from tracekit.kernel.syscalls import bpf as _bpf
+from tracekit.kernel.syscalls import perf as _perf
 
 PAGE_SIZE = mmap.PAGESIZE
 PERF_RECORD_LOST = 2

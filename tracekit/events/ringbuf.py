@@ -37,7 +37,7 @@ Design choices:
   position but before we published the consumer position would wake no one.  So after
   committing, the producer position is read again and draining continues (libbpf does
   the same).
-* **Waiting, closing, cancellation** are :mod:`tracekit.stream`'s, shared with the perf
+* **Waiting, closing, cancellation** are :mod:`tracekit.events.stream`'s, shared with the perf
   buffer: a ring waits on its map fd (readable while data are unconsumed), a merged
   reader over several rings (:class:`RingBufferSet`) on ONE epoll fd holding all the map
   fds; records taken from the ring are handed out from the reader's own pending list, so
@@ -53,8 +53,8 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from .errors import ClosedError, MapError
-from .stream import DEFAULT_BATCH, RecordStream
+from tracekit.errors import ClosedError, MapError
+from tracekit.events.stream import DEFAULT_BATCH, RecordStream
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
@@ -65,7 +65,7 @@ PAGE_SIZE = mmap.PAGESIZE
 
 
 class Decoder(Protocol):
-    """What a ring-buffer decoder offers (tracekit.events.EventType implements it)."""
+    """What a ring-buffer decoder offers (tracekit.events.records.EventType implements it)."""
 
     size: int
 

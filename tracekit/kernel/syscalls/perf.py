@@ -12,8 +12,8 @@ import errno as _errno
 import fcntl
 import platform
 
-from ..errors import error_for_errno
-from ..fd import FD
+from tracekit.errors import error_for_errno
+from tracekit.kernel.fd import FD
 
 _u16 = ctypes.c_uint16
 _u32 = ctypes.c_uint32

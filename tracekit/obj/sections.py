@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import SectionError
-from .uapi import AttachType as AT
-from .uapi import ProgType as PT
+from tracekit.errors import SectionError
+from tracekit.uapi import AttachType as AT
+from tracekit.uapi import ProgType as PT
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +211,7 @@ def parse_section(sec: str) -> SectionDef:
             f"Use a libbpf section name such as tracepoint/<category>/<name>, raw_tp/<name>, "
             f"tp_btf/<name>, fentry/<func>, kprobe/<func>, ksyscall/<name>, uprobe/<path>:<func>, "
             f"perf_event, syscall, iter/<name>, lsm/<hook>, xdp, tc, socket "
-            f"(all {len(SUPPORTED_PREFIXES)} forms: tracekit.sections.SUPPORTED_PREFIXES)"
+            f"(all {len(SUPPORTED_PREFIXES)} forms: tracekit.obj.sections.SUPPORTED_PREFIXES)"
         )
     (pat, ptype, atype, kind, flags), target = m
     d = SectionDef(

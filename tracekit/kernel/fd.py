@@ -13,7 +13,7 @@ import os
 import warnings
 import weakref
 
-from .errors import ClosedError
+from tracekit.errors import ClosedError
 
 
 def _close_leaked(fd: int, what: str) -> None:
