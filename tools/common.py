@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +31,14 @@ def duration(text: str) -> float:
     if v <= 0 or math.isinf(v):
         raise argparse.ArgumentTypeError("duration must be positive")
     return v
+
+
+def regex(text: str) -> re.Pattern[str]:
+    """``-n``/``-l`` values: a Python regular expression, checked while parsing options."""
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"invalid regular expression {text!r}: {e}") from None
 
 
 def resolve_uid(p: argparse.ArgumentParser, value: str | None) -> int | None:

@@ -6,73 +6,12 @@ Columns: [TIME] [TIME(s)] [UID] PCOMM PID PPID RET ARGS
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
-import struct
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict
 
-import tracekit
+from tracekit.probes.execsnoop import INVALID_UID, TOTAL_MAX_ARGS, Exec, ExecSnoop
 
-from .common import Clock, add_common, resolve_uid, run
-
-INVALID_UID = 0xFFFFFFFF
-TOTAL_MAX_ARGS = 60
-
-
-@dataclass(slots=True)
-class Exec:
-    """One execve(): the process, its parent, the result and the argument vector."""
-
-    pid: int
-    ppid: int
-    uid: int
-    retval: int
-    comm: str
-    args: list[str]
-    truncated: bool
-
-
-class ExecSnoop(tracekit.Probe):
-    """The bundled execsnoop probe: tracepoints syscalls:sys_{enter,exit}_execve."""
-
-    object = "execsnoop"
-    event = "event"
-
-    ignore_failed: bool = True
-    targ_uid: int = INVALID_UID
-    max_args: int = 20
-
-    _fields: list[tuple[str, int, struct.Struct]] | None = None
-    _args_off: int = 0
-
-    def decode(self, raw: bytes) -> Exec:
-        # The program emits only the used prefix of args[]: read the fixed fields at their
-        # BTF offsets, then split the NUL-separated argv by args_size.
-        if self._fields is None:
-            self._fields, self._args_off = _layout(self.obj.btf)  # type: ignore[union-attr]
-        v = {name: st.unpack_from(raw, off)[0] for name, off, st in self._fields}
-        blob = raw[self._args_off : self._args_off + v["args_size"]]
-        parts = blob.split(b"\0")
-        if parts and parts[-1] == b"":
-            parts.pop()
-        return Exec(
-            v["pid"], v["ppid"], v["uid"], v["retval"],
-            v["comm"].split(b"\0", 1)[0].decode("utf-8", "replace"),
-            [a.decode("utf-8", "replace") for a in parts],
-            truncated=v["args_count"] > self.values["max_args"],
-        )
-
-
-_FIELD_FORMATS = {"pid": "<i", "ppid": "<i", "uid": "<I", "retval": "<i", "args_count": "<i",
-                  "args_size": "<I", "comm": "16s"}
-
-
-def _layout(btf: Any) -> tuple[list[tuple[str, int, struct.Struct]], int]:
-    """Offsets of struct event's fields, from the object's BTF (not hard-coded)."""
-    t = btf.type(btf.find("event")[0])
-    off = {m.name: m.bit_offset // 8 for m in t.members}
-    return [(n, off[n], struct.Struct(f)) for n, f in _FIELD_FORMATS.items()], off["args"]
+from .common import Clock, add_common, regex, resolve_uid, run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,8 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-x", "--fails", action="store_true", help="include failed exec()s")
     p.add_argument("-u", "--uid", help="trace this UID (or user name) only")
     p.add_argument("-q", "--quote", action="store_true", help='add quotemarks (") around arguments')
-    p.add_argument("-n", "--name", help="only print commands matching this name (regex), any arg")
-    p.add_argument("-l", "--line", help="only print commands where arg contains this line (regex)")
+    p.add_argument("-n", "--name", type=regex, help="only print commands matching this name (regex), any arg")
+    p.add_argument("-l", "--line", type=regex, help="only print commands where arg contains this line (regex)")
     p.add_argument("-U", "--print-uid", action="store_true", help="print UID column")
     p.add_argument("-P", "--ppid", type=int, help="trace this parent PID only")
     p.add_argument("--max-args", type=int, default=20, help="maximum number of arguments parsed and displayed (1-60), default 20")
@@ -106,8 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_probe(args: argparse.Namespace) -> ExecSnoop:
-    name_re = re.compile(args.name) if args.name else None
-    line_re = re.compile(args.line) if args.line else None
+    name_re, line_re = args.name, args.line
 
     class _Filtered(ExecSnoop):
         def filter(self, ev: Exec) -> bool:

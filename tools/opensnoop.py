@@ -7,36 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-from typing import Any
 
-import tracekit
+from tracekit.probes.opensnoop import INVALID_UID, Open, OpenSnoop
 
-from .common import Clock, add_common, resolve_uid, run
-
-INVALID_UID = 0xFFFFFFFF
+from .common import Clock, add_common, regex, resolve_uid, run
 
 #: O_* flag names accepted by -f, from this Python's os module (the host ABI)
 OPEN_FLAGS = {n: getattr(os, n) for n in dir(os) if n.startswith("O_") and isinstance(getattr(os, n), int)}
-
-
-class OpenSnoop(tracekit.Probe):
-    """The bundled opensnoop probe: syscalls:sys_{enter,exit}_{open,openat,openat2}."""
-
-    object = "opensnoop"
-    event = "event"
-    # open() does not exist on every architecture and openat2 is 5.6+: skip what is missing
-    optional_programs = (
-        "tracepoint__syscalls__sys_enter_open",
-        "tracepoint__syscalls__sys_exit_open",
-        "tracepoint__syscalls__sys_enter_openat2",
-        "tracepoint__syscalls__sys_exit_openat2",
-    )
-
-    targ_pid: int = 0
-    targ_tgid: int = 0
-    targ_uid: int = INVALID_UID
-    targ_failed: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-p", "--pid", type=int, help="trace this PID only")
     p.add_argument("-t", "--tid", type=int, help="trace this TID only")
     p.add_argument("-u", "--uid", help="trace this UID (or user name) only")
-    p.add_argument("-n", "--name", help="only print process names matching this (regex)")
+    p.add_argument("-n", "--name", type=regex, help="only print process names matching this (regex)")
     p.add_argument("-e", "--extended-fields", action="store_true", help="show extended fields (FLAGS)")
     p.add_argument("-f", "--flag-filter", action="append", default=[], help="filter on flags argument (e.g. O_WRONLY)")
     p.add_argument("-F", "--full-path", action="store_true", help=argparse.SUPPRESS)
@@ -85,14 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_probe(args: argparse.Namespace) -> OpenSnoop:
-    name_re = re.compile(args.name) if args.name else None
+    name_re = args.name
 
     class _Filtered(OpenSnoop):
-        def configure(self, obj: tracekit.Object) -> None:
-            if args.buffer_pages:
-                obj.maps["events"].max_entries = args.buffer_pages * os.sysconf("SC_PAGE_SIZE")
-
-        def filter(self, ev: Any) -> bool:
+        def filter(self, ev: Open) -> bool:
             if name_re is not None and not name_re.search(ev.comm):
                 return False
             if args.flag_mask and not (ev.flags & args.flag_mask):
@@ -106,6 +79,7 @@ def make_probe(args: argparse.Namespace) -> OpenSnoop:
         targ_pid=args.tid or 0,
         targ_uid=args.uid if args.uid is not None else INVALID_UID,
         targ_failed=args.failed,
+        map_entries={"events": args.buffer_pages * os.sysconf("SC_PAGE_SIZE")} if args.buffer_pages else None,
     )
 
 
@@ -125,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             cols += f"{'FLAGS':<8} "
         return cols + "PATH"
 
-    def row(ev: Any) -> str:
+    def row(ev: Open) -> str:
         fd, err = (ev.ret, 0) if ev.ret >= 0 else (-1, -ev.ret)
         cols = ""
         if args.timestamp:
@@ -137,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             cols += f"{ev.flags & 0xFFFFFFFF:08o} "
         return cols + ev.fname
 
-    def to_json(ev: Any) -> dict:
+    def to_json(ev: Open) -> dict[str, object]:
         fd, err = (ev.ret, 0) if ev.ret >= 0 else (-1, -ev.ret)
         return {"ts": ev.ts, "pid": ev.pid, "tid": ev.tid, "uid": ev.uid, "comm": ev.comm, "fd": fd,
                 "err": err, "flags": ev.flags, "mode": ev.mode, "path": ev.fname}

@@ -30,6 +30,7 @@ from tracekit.errors import (
     ClosedError,
     CORERelocationError,
     ELFError,
+    KnobError,
     LoadError,
     NotSupportedError,
     ParseError,
@@ -94,29 +95,54 @@ def attach(
     map_name: str | Sequence[str] | None = None,
     event_type: str | None = "event",
     raw: bool = False,
-    **globals_: Any,
-) -> EventStream:
+    **knobs: Any,
+) -> EventStream[Any]:
     """Open, load and attach an object, and stream its ring-buffer events.
 
-    Keyword arguments other than the named ones set global variables (``.rodata``
-    knobs, ``.data``/``.bss`` initial values) before load.  The returned stream owns the
-    object: it is closed when iteration ends, fails or is cancelled, or when the stream is
-    left as an ``async with`` block.
+    A bundled probe's name (``"execsnoop"``) goes through its declaration in
+    :mod:`tracekit.probes`, so events are what the declaration makes of them (execsnoop's
+    ``ev.args`` is the whole argv list) and keyword arguments are its knobs.  A path to a
+    ``.bpf.o`` (or ELF bytes) is read with BTF decoding; keyword arguments then set its
+    global variables (``.rodata`` knobs, ``.data``/``.bss`` initial values) before load.
+
+    The returned stream owns what it opened: it is closed when iteration ends, fails or is
+    cancelled, or when the stream is left as an ``async with`` block.
     """
+    declared = _declaration(src)
+    if declared is not None and map_name is None and event_type == "event":
+        probe = declared(btf=btf, **knobs)
+        probe.start()
+        try:
+            events = probe.events(raw=raw)
+        except BaseException:
+            probe.close()
+            raise
+        return EventStream(probe, events)
     obj = _open_object(src, btf=btf)
     try:
-        for key, value in globals_.items():
+        for key, value in knobs.items():
             try:
                 obj.set_global(key, value)
             except KeyError as e:
-                raise TypeError(f"attach(): {e.args[0]}") from None
+                raise errors.KnobError(f"attach(): {e.args[0]}") from None
+            except (TypeError, ValueError, OverflowError) as e:
+                raise errors.KnobError(f"attach(): global {key!r}: {e}") from None
         obj.load()
         obj.attach()
-        reader = obj.reader(map_name, event_type=event_type, raw=raw)
+        stream = obj.events(map_name, event_type=event_type, raw=raw)
     except BaseException:
         obj.close()
         raise
-    return EventStream(obj, reader)
+    return EventStream(obj, stream)
+
+
+def _declaration(src: str | os.PathLike[str] | bytes) -> type[Probe[Any]] | None:
+    """The bundled declaration ``src`` names, if it is a bundled name and not a file."""
+    if not isinstance(src, str) or "/" in src or os.path.exists(src):
+        return None
+    from tracekit import probes
+
+    return probes.declaration(src)
 
 
 __all__ = [
@@ -127,6 +153,7 @@ __all__ = [
     "ClosedError",
     "ELFError",
     "EventStream",
+    "KnobError",
     "LibraryView",
     "LoadError",
     "NotSupportedError",

@@ -142,10 +142,17 @@ class ClosedError(TracekitError):
 
 
 def error_for_errno(op: str, err: int, detail: str = "") -> SyscallError:
-    """Map an errno from a syscall to the most specific tracekit exception."""
+    """Map an errno from a syscall to the most specific tracekit exception.
+
+    This is the pure fallback: it knows the class but not the live figures.  The kernel
+    layer (:mod:`tracekit.kernel.syscalls.diagnose`) builds the same classes with the
+    numbers filled in (open fds, limits, missing capabilities).
+    """
     if err in (_errno.EPERM, _errno.EACCES):
         hint = detail or "tracekit needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)"
         return PermissionDeniedError(op, err, hint)
+    if err in RESOURCE_ERRNOS:
+        return resource_error_class(err)(op, err, detail)
     return SyscallError(op, err, detail)
 
 
@@ -155,3 +162,84 @@ class ProbeNotFoundError(TracekitError, LookupError):
 
 class ObjectNotFoundError(TracekitError, FileNotFoundError):
     """The BPF object file named by a path does not exist."""
+
+
+class KnobError(TracekitError, TypeError):
+    """A probe knob (a global variable set before load) is unknown or has the wrong type;
+    the message names the knob and what it takes."""
+
+
+class EventTypeError(TracekitError, LookupError):
+    """The records of a ring buffer have no type tracekit can find in the object's BTF;
+    the message says how to mark it in the probe (``TK_EVENT_TYPE``)."""
+
+
+# --- resource limits and kernel files (appended: issue 10, item 5) -----------------------
+
+#: errnos that mean "a limit ran out", never "the input is wrong"
+RESOURCE_ERRNOS = frozenset({_errno.EMFILE, _errno.ENFILE, _errno.ENOMEM, _errno.EAGAIN, _errno.E2BIG})
+
+
+class ResourceLimitError(SyscallError):
+    """A process or system limit ran out (file descriptors, memory, a size limit).
+
+    ``resource`` names what ran out ("file descriptors", "memory for BPF objects", ...),
+    ``limit`` the limit that applies with its current value when known (``"RLIMIT_NOFILE
+    soft limit 1024"``).  Never a verifier or parse error: the same input succeeds once
+    the limit is raised.  ``log`` keeps a verifier log if the kernel wrote one.
+    """
+
+    #: what ran out, when the errno alone says it (subclasses)
+    default_resource = "a kernel or process resource"
+
+    def __init__(self, op: str, err: int, detail: str = "", *, resource: str = "", limit: str = "",
+                 log: str = "") -> None:
+        self.resource = resource or self.default_resource
+        self.limit = limit
+        self.log = log
+        if not detail:
+            detail = f"out of {self.resource}" + (f" ({limit})" if limit else "")
+        super().__init__(op, err, detail)
+
+
+class FileDescriptorLimitError(ResourceLimitError):
+    """EMFILE (this process's RLIMIT_NOFILE) or ENFILE (the system's fs.file-max)."""
+
+    default_resource = "file descriptors"
+
+
+class MemoryLimitError(ResourceLimitError):
+    """ENOMEM: the memory cgroup, RLIMIT_MEMLOCK (kernels before 5.11), RLIMIT_AS or RAM."""
+
+    default_resource = "memory"
+
+
+class SizeLimitError(ResourceLimitError):
+    """E2BIG: an object is larger than the kernel allows (program, BTF, map, attr size)."""
+
+    default_resource = "size limit"
+
+
+class ResourceBusyError(ResourceLimitError):
+    """EAGAIN: the resource is temporarily exhausted; retrying later may succeed."""
+
+    default_resource = "a temporarily unavailable kernel resource"
+
+
+def resource_error_class(err: int) -> type[ResourceLimitError]:
+    """The :class:`ResourceLimitError` subclass for a resource errno."""
+    if err in (_errno.EMFILE, _errno.ENFILE):
+        return FileDescriptorLimitError
+    if err == _errno.ENOMEM:
+        return MemoryLimitError
+    if err == _errno.E2BIG:
+        return SizeLimitError
+    return ResourceBusyError
+
+
+class KernelFileError(SyscallError):
+    """Reading or writing a kernel file (tracefs, sysfs, procfs) failed; ``path`` says which."""
+
+    def __init__(self, op: str, err: int, detail: str = "", *, path: str = "") -> None:
+        self.path = path
+        super().__init__(op, err, detail)

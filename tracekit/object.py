@@ -27,8 +27,11 @@ from tracekit.btf.ext import (
     encode_line_info,
 )
 from tracekit.btf.reader import BTF
+from tracekit.btf.types import Kind
 from tracekit.data.globaldata import GlobalData
 from tracekit.errors import (
+    BTFError,
+    EventTypeError,
     AttachError,
     BTFLoadError,
     ClosedError,
@@ -676,7 +679,7 @@ class Object:
         decoder = None
         if not raw and event_type is not None:
             if isinstance(event_type, str):
-                decoder = self._maybe_event_type(event_type)
+                decoder = self._event_type_for(event_type, maps[0].name)
             else:
                 decoder = event_type
         if maps[0].spec.type == perf:
@@ -690,10 +693,29 @@ class Object:
         self._readers.append(r)
         return r
 
-    def _maybe_event_type(self, name: str) -> Any:
-        if self.spec.btf is None or not self.spec.btf.find(name):
-            return None
-        return self.event_type(name)
+    def _event_type_for(self, name: str, map_name: str) -> Any:
+        """The decoder of ring buffer ``map_name``'s records: struct ``name`` when the BTF
+        has it; for the default name ("event"), the type the object marks for the map
+        (``TK_EVENT_TYPE(map, type)``, :func:`tracekit.events.records.find_event_type`).
+        Never silently raw: a type that cannot be found is an error saying how to fix it."""
+        from tracekit.events.records import EventType, find_event_type
+
+        btf = self.spec.btf
+        if btf is not None:
+            if name == "event":
+                try:
+                    return EventType.from_btf(btf, find_event_type(btf, map_name))
+                except BTFError:
+                    pass
+            elif any(btf.type(i).is_composite or btf.kind_of(i) == Kind.TYPEDEF for i in btf.find(name)):
+                return self.event_type(name)
+        where = "has no BTF" if btf is None else f"has no struct {name!r} in its BTF"
+        raise EventTypeError(
+            f"object {self.name!r} {where}, so the records of ring buffer {map_name!r} cannot be decoded. "
+            f"Fix the probe: mark the record type with TK_EVENT_TYPE({map_name}, struct {name}); "
+            "(tracekit.h) or use the struct in a global or a function signature so that clang keeps it in "
+            "BTF, and build with -g; or name another type (event_type=...), or read bytes (raw=True)"
+        )
 
     def events(self, map_name: str | Sequence[str] | None = None, *, event_type: str | Any | None = "event",
                raw: bool = False) -> Any:

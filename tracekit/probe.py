@@ -2,38 +2,49 @@
 
 ::
 
-    class OpenSnoop(tracekit.Probe):
+    class OpenSnoop(tracekit.Probe[Open]):
         object = "opensnoop"            # bundled name or path to a .bpf.o
         event = "event"                 # struct decoded from each ring-buffer record
         targ_pid: int = 0               # knobs: .rodata variables, set before load
         targ_failed: bool = False
 
-        def render(self, ev) -> str:
-            return f"{ev.pid} {ev.comm} {ev.fname}"
+        def filter(self, ev: Open) -> bool:       # optional: user-space filtering
+            return ev.ret < 0
 
     async with OpenSnoop(targ_pid=1234) as probe:
         async for ev in probe:
-            print(probe.render(ev))
+            print(ev.pid, ev.comm, ev.fname)
 
 Annotated class attributes are knobs: each must name a variable of the object's data
 sections (``.rodata`` first, then ``.data``/``.bss``); their values are type-checked and
-written before load.  Plain (unannotated) class attributes configure the probe.
+written before load.  Plain (unannotated) class attributes configure the probe; names that
+start with ``_`` are the subclass's own state.
+
+Hooks, all public and all optional: :meth:`configure` (adjust the object before load),
+:meth:`decode` (raw record -> event, for what BTF alone cannot express), :meth:`filter`
+and :meth:`render`.  The bundled probes (:mod:`tracekit.probes`) use nothing else, so a
+user's probe is exactly as capable as theirs.  The type parameter (``Probe[Open]``) is
+the event type iteration yields, for type checkers.
 """
 
 from __future__ import annotations
 
+import os
 import typing
 import weakref
-from collections.abc import Iterable
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, ClassVar, Generic, TypeVar
 
-from tracekit.errors import ClosedError, TracekitError
+from tracekit.btf.reader import BTF
+from tracekit.errors import ClosedError, KnobError, TracekitError
 from tracekit.object import Object, open_object
 
 _CONFIG_NAMES = frozenset({"object", "event", "events_map", "programs", "optional_programs", "btf"})
 
+E = TypeVar("E")
 
-class Probe:
+
+class Probe(Generic[E]):
     """Base class of declarative probes; subclass it and set ``object``."""
 
     #: bundled probe name or path of the .bpf.o
@@ -47,7 +58,7 @@ class Probe:
     #: programs whose hook may be missing on some kernels: disabled there instead of failing
     optional_programs: ClassVar[Iterable[str]] = ()
     #: a target BTF to relocate against instead of the running kernel's
-    btf: ClassVar[str | None] = None
+    btf: ClassVar[str | os.PathLike[str] | BTF | None] = None
 
     _knobs: ClassVar[dict[str, tuple[Any, Any]]] = {}
 
@@ -67,17 +78,23 @@ class Probe:
                 knobs[name] = (hint, klass.__dict__.get(name, None))
         cls._knobs = knobs
 
-    def __init__(self, **knobs: Any) -> None:
+    def __init__(self, *, btf: str | os.PathLike[str] | BTF | None = None,
+                 map_entries: Mapping[str, int] | None = None,
+                 **knobs: Any) -> None:
+        """Knob values by name; ``btf`` overrides the class's target BTF and
+        ``map_entries`` sets maps' ``max_entries`` before load (e.g. a ring buffer's size
+        in bytes: ``map_entries={"events": 1 << 22}``)."""
         unknown = set(knobs) - set(self._knobs)
         if unknown:
             have = ", ".join(self._knobs) or "none"
-            raise TypeError(f"{type(self).__name__}: unknown knob(s) {', '.join(sorted(unknown))} (knobs: {have})")
+            raise KnobError(f"{type(self).__name__}: unknown knob(s) {', '.join(sorted(unknown))} (knobs: {have})")
         self.values: dict[str, Any] = {}
         for name, (hint, default) in self._knobs.items():
             value = knobs.get(name, default)
             self.values[name] = _check(type(self).__name__, name, hint, value)
+        self._btf = btf if btf is not None else type(self).btf
+        self._map_entries = dict(map_entries or {})
         self.obj: Object | None = None
-        self._stream: Any = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -85,7 +102,7 @@ class Probe:
         """Open the object and apply knobs and program selection (no kernel yet)."""
         if not self.object:
             raise TracekitError(f"{type(self).__name__}.object is not set: name a bundled probe or a .bpf.o path")
-        obj = open_object(self.object, btf=self.btf)
+        obj = open_object(self.object, btf=self._btf)
         try:
             self._configure(obj)
         except BaseException:
@@ -101,7 +118,12 @@ class Probe:
             try:
                 obj.set_global(name, value)
             except KeyError as e:
-                raise TracekitError(f"{type(self).__name__}.{name}: {e.args[0]}") from None
+                raise KnobError(f"{type(self).__name__}.{name}: {e.args[0]}") from None
+        for name, entries in self._map_entries.items():
+            if name not in obj.maps:
+                raise TracekitError(f"{type(self).__name__}: map_entries names {name!r}, not a map of "
+                                    f"{obj.name!r} (maps: {', '.join(obj.maps)})")
+            obj.maps[name].max_entries = entries
         if self.programs is not None:
             wanted = set(self.programs)
             missing = wanted - set(obj.programs)
@@ -126,7 +148,7 @@ class Probe:
     def configure(self, obj: Object) -> None:
         """Hook: adjust the object before load (map sizes, programs). Default: nothing."""
 
-    def start(self) -> Probe:
+    def start(self) -> Probe[E]:
         """Open, load and attach; events can then be read."""
         obj = self.obj or self.open()
         try:
@@ -141,13 +163,13 @@ class Probe:
         if self.obj is not None:
             self.obj.close()
 
-    async def __aenter__(self) -> Probe:
+    async def __aenter__(self) -> Probe[E]:
         return self.start()
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
 
-    def __enter__(self) -> Probe:
+    def __enter__(self) -> Probe[E]:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -156,32 +178,42 @@ class Probe:
     # --- events ----------------------------------------------------------------------------
 
     def reader(self, *, raw: bool = False) -> Any:
+        """A new reader over the probe's ring buffer(s), records decoded from BTF (or raw)."""
         if self.obj is None or not self.obj.loaded:
             raise ClosedError(f"{type(self).__name__} is not started: use 'async with' or start()")
         return self.obj.reader(self.events_map, event_type=self.event, raw=raw)
 
-    def __aiter__(self) -> Any:
-        """Events of the started probe, decoded and filtered (a fresh reader per loop)."""
+    def events(self, *, raw: bool = False) -> AsyncIterator[E]:
+        """Events of the started probe, decoded and filtered, from a reader of their own
+        that is released when the loop ends.  ``raw=True`` yields the records' bytes and
+        skips :meth:`decode` and :meth:`filter`."""
         from tracekit.events.stream import EventIterator
 
+        if raw:
+            r = self.reader(raw=True)
+            return EventIterator(r, on_close=self.obj._forget_reader)  # type: ignore[union-attr]
         # A subclass that overrides decode() gets raw records; otherwise the reader decodes
         # with the BTF event type on its fast path.
         custom = type(self).decode is not Probe.decode
-        filt = None if type(self).filter is Probe.filter else self.filter
+        filt: Callable[[Any], bool] | None = None if type(self).filter is Probe.filter else self.filter
         r = self.reader(raw=custom)
         return EventIterator(r, decode=self.decode if custom else None, keep=filt,
                              on_close=self.obj._forget_reader)  # type: ignore[union-attr]
 
-    def decode(self, raw: bytes) -> Any:
+    def __aiter__(self) -> AsyncIterator[E]:
+        return self.events()
+
+    def decode(self, raw: bytes) -> E | None:
         """Hook: turn one raw record into an event (None drops it). Default: BTF decoding."""
         assert self.obj is not None
-        return self.obj.event_type(self.event or "event").decode(raw)
+        decoded: E = self.obj.event_type(self.event or "event").decode(raw)
+        return decoded
 
-    def filter(self, ev: Any) -> bool:
+    def filter(self, ev: E) -> bool:
         """Hook: user-space filtering of events. Default: keep all."""
         return True
 
-    def render(self, ev: Any) -> str:
+    def render(self, ev: E) -> str:
         """Hook: one line of output for an event. Default: its repr."""
         return repr(ev)
 
@@ -203,28 +235,30 @@ def _check(owner: str, name: str, hint: Any, value: Any) -> Any:
         value = int(value)
     if not isinstance(value, types):
         want = " | ".join(t.__name__ for t in types)
-        raise TypeError(f"{owner}.{name} must be {want}, not {type(value).__name__} ({value!r})")
+        raise KnobError(f"{owner}.{name} must be {want}, not {type(value).__name__} ({value!r})")
     return value
 
 
-class EventStream:
-    """What :func:`tracekit.attach` returns: an async iterator that owns its object.
+class EventStream(Generic[E]):
+    """What :func:`tracekit.attach` returns: an async iterator that owns its probe (or object).
 
     It also is an async context manager; leaving it — or the iteration ending, failing or
     being cancelled — detaches and closes everything.  A stream dropped without either is
     closed when it is garbage-collected.
     """
 
-    def __init__(self, obj: Object, reader: Any) -> None:
-        self.obj = obj
-        self._reader = reader
-        self._it = reader.__aiter__()
-        self._finalizer = weakref.finalize(self, obj.close)
+    def __init__(self, owner: Probe[E] | Object, events: AsyncIterator[E]) -> None:
+        self.probe: Probe[E] | None = owner if isinstance(owner, Probe) else None
+        obj = owner.obj if isinstance(owner, Probe) else owner
+        assert obj is not None
+        self.obj: Object = obj
+        self._it = events
+        self._finalizer = weakref.finalize(self, owner.close)
 
-    def __aiter__(self) -> EventStream:
+    def __aiter__(self) -> EventStream[E]:
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> E:
         try:
             return await self._it.__anext__()
         except BaseException:
@@ -237,7 +271,7 @@ class EventStream:
     async def aclose(self) -> None:
         self.close()
 
-    async def __aenter__(self) -> EventStream:
+    async def __aenter__(self) -> EventStream[E]:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -43,7 +43,11 @@ class DecodeError(TracekitError, ValueError):
 _INT_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
               (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
 
-_RESERVED = frozenset({"count", "index", "_fields", "_asdict", "_replace", "_make", "_type"})
+# Names a C member cannot take in a record.  Records are tuples, but their fields are
+# class-level properties that shadow tuple attributes, so a member named "count" or
+# "index" is reachable as ev.count / ev.index (tuple.count/index are not used on records);
+# only the record protocol's own names are renamed (with a trailing "_").
+_RESERVED = frozenset({"_fields", "_asdict", "_replace", "_make", "_type"})
 
 
 def _cstr(raw: bytes) -> str:

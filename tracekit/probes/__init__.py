@@ -1,0 +1,50 @@
+"""The probes bundled with tracekit: for each, its BPF C source, its prebuilt CO-RE object
+and its Python declaration, side by side in this folder.
+
+::
+
+    from tracekit import probes
+    probes.names()                      # ['execsnoop', 'opensnoop']
+    probes.ExecSnoop, probes.OpenSnoop  # the declarations (tracekit.Probe subclasses)
+    probes.declaration("execsnoop")     # the same, by name
+
+``tracekit.attach("execsnoop")`` goes through the declaration, so its events are what the
+declaration makes of them (execsnoop's argv as ``list[str]``).  The declarations use only
+the public :class:`tracekit.Probe` API: a user's own probe can do everything they do.
+
+The objects are rebuilt with ``python -m tracekit.probes.build``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from tracekit.bundled import PROBES_DIR, names, path, source
+from tracekit.errors import ProbeNotFoundError
+from tracekit.probe import Probe
+from tracekit.probes.execsnoop import Exec, ExecSnoop
+from tracekit.probes.opensnoop import Open, OpenSnoop
+
+__all__ = [
+    "PROBES_DIR", "Exec", "ExecSnoop", "Open", "OpenSnoop", "ProbeNotFoundError",
+    "declaration", "names", "path", "source",
+]
+
+#: bundled object name -> "module:Class" of its declaration.  A table rather than an
+#: import-time registry, so listing or resolving never imports a probe it does not need.
+_DECLARATIONS = {
+    "execsnoop": "tracekit.probes.execsnoop:ExecSnoop",
+    "opensnoop": "tracekit.probes.opensnoop:OpenSnoop",
+}
+
+
+def declaration(name: str) -> type[Probe] | None:
+    """The :class:`~tracekit.Probe` subclass declared for bundled object ``name``, or
+    None when the object has no declaration (it is then read with BTF decoding alone)."""
+    stem = name.removesuffix(".bpf.o").removesuffix(".o")
+    ref = _DECLARATIONS.get(stem)
+    if ref is None:
+        return None
+    module, _, cls = ref.partition(":")
+    found: type[Probe] = getattr(importlib.import_module(module), cls)
+    return found
