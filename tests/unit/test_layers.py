@@ -1,0 +1,117 @@
+"""The import-linter contracts in pyproject.toml catch what they promise to catch.
+
+Each case copies the package tree (tracekit/ and tools/ as tracekit_tools/, as the install
+names it) with pyproject.toml into a temporary directory, plants one violating import there
+and runs lint-imports on the copy: the tree under version control is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytest.importorskip("importlinter", reason="import-linter is in the test extra: pip install -e '.[test]'")
+
+# lint-imports as a module call, so the interpreter running the tests is the one that checks
+_LINT = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+
+LAYERS = "tracekit layers import only downwards"
+PURE = "the pure layer (obj, btf, uapi, errors) makes no syscalls"
+TOOLS = "tools use only the public API"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.bpf.o", "*.bpf.c", "*.h")
+    shutil.copytree(ROOT / "tracekit", tmp_path / "tracekit", ignore=ignore)
+    shutil.copytree(ROOT / "tools", tmp_path / "tracekit_tools", ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def lint(tree: Path) -> tuple[int, str]:
+    # The copy must win over the editable install: put it first on the path (grimp locates
+    # the root packages with importlib), and run in a fresh interpreter so that the tracekit
+    # this test process imported is not the one found.
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    r = subprocess.run(
+        [sys.executable, "-c", _LINT, "--no-cache", "--no-logo"],
+        cwd=tree, env=env, capture_output=True, text=True, timeout=60,
+    )
+    return r.returncode, r.stdout + r.stderr
+
+
+def plant(path: Path, line: str) -> None:
+    # after the module docstring and `from __future__` (which must stay first), at top level
+    lines = path.read_text().splitlines(keepends=True)
+    at = next((i + 1 for i, ln in enumerate(lines) if ln.startswith("from __future__")), 0)
+    lines.insert(at, line + "\n")
+    path.write_text("".join(lines))
+
+
+def test_untouched_tree_keeps_every_contract(tree: Path) -> None:
+    rc, out = lint(tree)
+    assert rc == 0, out
+    for name in (LAYERS, PURE, TOOLS):
+        assert f"{name} KEPT" in out, out
+    assert "0 broken" in out
+
+
+def test_pure_module_importing_a_syscall_wrapper_fails(tree: Path) -> None:
+    plant(tree / "tracekit/obj/elf.py", "from tracekit.kernel.syscalls import bpf")
+    rc, out = lint(tree)
+    assert rc != 0
+    # both contracts see it: kernel is above obj, and the pure layer forbids kernel
+    assert f"{LAYERS} BROKEN" in out, out
+    assert f"{PURE} BROKEN" in out, out
+    assert f"{TOOLS} KEPT" in out, out
+    assert "tracekit.obj.elf -> tracekit.kernel.syscalls.bpf" in out, out
+
+
+def test_pure_module_importing_ctypes_fails(tree: Path) -> None:
+    # not a layer violation, only the pure-layer contract catches it
+    plant(tree / "tracekit/btf/types.py", "import ctypes")
+    rc, out = lint(tree)
+    assert rc != 0
+    assert f"{PURE} BROKEN" in out, out
+    assert f"{LAYERS} KEPT" in out, out
+    assert "tracekit.btf.types -> ctypes" in out, out
+
+
+def test_indirect_route_into_the_kernel_layer_fails(tree: Path) -> None:
+    # errors is pure; reaching kernel through a module that imports it is reported as a chain
+    plant(tree / "tracekit/errors.py", "import tracekit.hooks.links")
+    rc, out = lint(tree)
+    assert rc != 0
+    assert f"{PURE} BROKEN" in out, out
+    assert "tracekit.errors -> tracekit.hooks.links" in out, out
+
+
+def test_tool_importing_internals_fails(tree: Path) -> None:
+    plant(tree / "tracekit_tools/common.py", "from tracekit.events import records")
+    rc, out = lint(tree)
+    assert rc != 0
+    assert f"{TOOLS} BROKEN" in out, out
+    assert "tracekit_tools.common -> tracekit.events.records" in out, out
+
+
+def test_new_top_level_module_must_be_placed_in_a_layer(tree: Path) -> None:
+    (tree / "tracekit/stray.py").write_text('"""not in any layer"""\n')
+    rc, out = lint(tree)
+    assert rc != 0
+    assert f"{LAYERS} BROKEN" in out, out
+    assert "tracekit.stray" in out, out
+
+
+def test_py_typed_is_shipped() -> None:
+    assert (ROOT / "tracekit/py.typed").is_file()
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "py.typed" in cfg["tool"]["setuptools"]["package-data"]["tracekit"]
