@@ -235,7 +235,7 @@ def parse_kprobe_target(target: str) -> tuple[str, int]:
     try:
         return func, int(off, 0)
     except ValueError:
-        raise AttachError(f"invalid kprobe offset {off!r} in {target!r}: expected a number such as 0x10")
+        raise AttachError(f"invalid kprobe offset {off!r} in {target!r}: expected a number such as 0x10") from None
 
 
 def attach_kprobe(prog_fd: int, func: str, offset: int = 0, *, retprobe: bool = False, cookie: int = 0,

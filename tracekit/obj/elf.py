@@ -635,12 +635,11 @@ class _Reader:
         flags = BPF_F_RDONLY_PROG if readonly else 0
         # libbpf: mmapable only when a variable is visible to user space (a non-static VAR)
         btf = self.btf
-        if sid and btf is not None:
-            if any(
-                btf.kind_of(vs.type) == Kind.VAR and btf.type(vs.type).linkage != LINKAGE_STATIC
-                for vs in btf.type(sid).secinfos
-            ):
-                flags |= BPF_F_MMAPABLE
+        if sid and btf is not None and any(
+            btf.kind_of(vs.type) == Kind.VAR and btf.type(vs.type).linkage != LINKAGE_STATIC
+            for vs in btf.type(sid).secinfos
+        ):
+            flags |= BPF_F_MMAPABLE
         return MapSpec(
             name=internal_map_name(self.name, section),
             type=int(MapType.ARRAY),
@@ -764,7 +763,7 @@ class _Reader:
         btf = self.btf
         for r_offset, r_info in _REL.iter_unpack(rel.data):
             sym = self._sym(r_info >> 32, rel.name)
-            for start, end, m, var_type in self.map_ranges:
+            for start, end, m, var_type in self.map_ranges:  # noqa: B007 - m, var_type are used after the loop
                 if start <= r_offset and r_offset + 8 <= end:
                     break
             else:
@@ -802,7 +801,7 @@ class _Reader:
         sections = self.sections
         maps_idx = self.maps_sec.index if self.maps_sec is not None else -1
         for rel in self.rels:
-            es = self.exec[rel.info] if rel.info in self.exec else None
+            es = self.exec.get(rel.info)
             if es is None:
                 continue  # relocations of an empty code section
             for r_offset, r_info in _REL.iter_unpack(rel.data):
@@ -816,8 +815,9 @@ class _Reader:
                 insn = es.insns[idx]
                 li = idx - f.offset
 
+                # called only in this iteration, so the late binding of f and li is harmless
                 def fail(msg: str) -> RelocationError:
-                    return RelocationError(f"{self.what}: program {f.name!r} insn {li}: {msg}")
+                    return RelocationError(f"{self.what}: program {f.name!r} insn {li}: {msg}")  # noqa: B023
 
                 if insn.code != CALL and insn.code != LD_IMM64:
                     raise fail(f"relocation against {sym.name!r} on instruction {insn.code:#04x}, not a call or ldimm64")

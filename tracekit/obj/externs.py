@@ -333,9 +333,8 @@ def _kcfg_class(btf: BTF, tid: int) -> tuple[str, int, bool]:
 def _put_num(ext: ExternSpec, cls: str, size: int, signed: bool, value: int, buf: bytearray, what: str) -> None:
     if cls not in ("int", "char", "bool"):
         raise ExternError(f"kconfig {ext.name!r} ({cls}): {what} is a number, which needs an integer, char or bool")
-    if cls == "bool":
-        if value not in (0, 1):
-            raise ExternError(f"kconfig {ext.name!r} (bool): value {value} is neither 0 nor 1")
+    if cls == "bool" and value not in (0, 1):
+        raise ExternError(f"kconfig {ext.name!r} (bool): value {value} is neither 0 nor 1")
     bits = size * 8
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     if signed and value > hi and value < (1 << bits):

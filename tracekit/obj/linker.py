@@ -565,7 +565,7 @@ class Linker:
                 continue
             btf = inp.btf
             assert btf is not None
-            for tid, t in btf.types():
+            for _, t in btf.types():
                 if t.kind == Kind.DATASEC and t.name in deduped:
                     dropped.update((idx, si.type) for si in t.secinfos if btf.kind_of(si.type) == Kind.VAR)
         # first pass: output ids of kept types
@@ -625,7 +625,7 @@ class Linker:
                 if s.type in (STT_OBJECT, STT_NOTYPE) and 0 < s.shndx < SHN_LORESERVE and s.name:
                     obj_syms.setdefault((s.shndx, s.name), s)
             by_name = {s.name: s for s in inp.secs if s.out is not None}
-            for tid, t in btf.types():
+            for _, t in btf.types():
                 if t.kind != Kind.DATASEC:
                     continue
                 lst = infos.setdefault(t.name, [])

@@ -22,7 +22,7 @@ import re
 import resource
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from tracekit.errors import (
     BTFLoadError,
@@ -66,7 +66,7 @@ except KeyError:  # pragma: no cover - exotic architectures
 
 class _Attr(ctypes.Structure):
     _btf_: str = ""
-    _btf_names_: dict[str, str] = {}
+    _btf_names_: ClassVar[dict[str, str]] = {}
 
 
 class MapCreateAttr(_Attr):
@@ -601,7 +601,7 @@ def obj_pin(fd: int, path: str) -> None:
     p = ctypes.create_string_buffer(os.fsencode(path))
     a = ObjPinAttr(pathname=_ptr(p), bpf_fd=fd)
     hint = ""
-    ret, err = sys_bpf(Cmd.OBJ_PIN, a)
+    _, err = sys_bpf(Cmd.OBJ_PIN, a)
     if err:
         if err == _errno.EEXIST:
             hint = f"{path} already exists: unlink it or choose another path"
@@ -915,7 +915,7 @@ def prog_test_run(
 
 def _next_id(cmd: int, start: int) -> int | None:
     a = GetIdAttr(start_id=start)
-    ret, err = sys_bpf(cmd, a)
+    _, err = sys_bpf(cmd, a)
     if err == _errno.ENOENT:
         return None
     if err:
