@@ -121,7 +121,7 @@ def _enum_values(t: Type) -> tuple[tuple[str, int], ...]:
     return tuple((v.name, v.value & mask) for v in t.values)
 
 
-def _struct_key(t: Type) -> tuple:
+def _struct_key(t: Type) -> tuple[object, ...]:
     """Everything a struct/union is compared on except its members' types."""
     return (t.kind, t.name, t.size, t.kflag, tuple((m.name, m.bit_offset, m.bitfield_size) for m in t.members))
 
@@ -147,7 +147,7 @@ class _Dedup:
                 m[i] = i  # never merged: a VAR is a variable, a DATASEC a section
         self.map = m
         self.hypot: dict[int, int] = {}
-        self._skeys: dict[int, tuple] = {}
+        self._skeys: dict[int, tuple[object, ...]] = {}
 
     # --- id resolution ---------------------------------------------------------------
 
@@ -171,7 +171,7 @@ class _Dedup:
 
     def prim_types(self) -> None:
         types, kinds, m = self.types, self.kinds, self.map
-        table: dict[tuple, int] = {}
+        table: dict[tuple[object, ...], int] = {}
         enums: dict[str, list[int]] = {}  # name -> canonical enums (and enum fwds) so far
         for i in range(1, len(types)):
             k = kinds[i]
@@ -202,7 +202,7 @@ class _Dedup:
                     cands.append(i)
                 continue
             if k == Kind.INT:
-                key: tuple = (k, t.name, t.kflag, t.size, t.encoding, t.bits_offset, t.bits)
+                key: tuple[object, ...] = (k, t.name, t.kflag, t.size, t.encoding, t.bits_offset, t.bits)
             else:  # FLOAT, FWD
                 key = (k, t.name, t.kflag, t.size)
             c = table.setdefault(key, i)
@@ -210,13 +210,13 @@ class _Dedup:
 
     # --- 2. structs and unions -------------------------------------------------------
 
-    def skey(self, i: int) -> tuple:
+    def skey(self, i: int) -> tuple[object, ...]:
         k = self._skeys.get(i)
         if k is None:
             k = self._skeys[i] = _struct_key(self.types[i])
         return k
 
-    def _bucket_key(self, i: int) -> tuple:
+    def _bucket_key(self, i: int) -> tuple[object, ...]:
         """The shallow key refined by what equivalence needs of each member's type.
 
         Kernel headers have hundreds of composites of one shape (anonymous
@@ -227,7 +227,7 @@ class _Dedup:
         """
         types, kinds = self.types, self.kinds
         resolve = self.resolve
-        parts = []
+        parts: list[object] = []
         for mem in types[i].members:
             r = mem.type
             k = kinds[r]
@@ -239,7 +239,7 @@ class _Dedup:
 
     def struct_types(self) -> None:
         types, kinds, m = self.types, self.kinds, self.map
-        table: dict[tuple, list[int]] = {}
+        table: dict[tuple[object, ...], list[int]] = {}
         for i in range(1, len(types)):
             if kinds[i] not in _COMPOSITE or m[i] >= 0:
                 continue  # not a composite, or mapped while an earlier one was proven equal
@@ -331,8 +331,8 @@ class _Dedup:
             elif ck == Kind.FUNC_PROTO:
                 if len(ct.params) != len(nt.params) or any(a.name != b.name for a, b in zip(ct.params, nt.params)):
                     return False
-                for a, b in zip(reversed(ct.params), reversed(nt.params)):
-                    push((a.type, b.type))
+                for pa, pb in zip(reversed(ct.params), reversed(nt.params)):
+                    push((pa.type, pb.type))
                 push((ct.type, nt.type))  # the return type first
             elif ck == Kind.INT:
                 if (ct.kflag, ct.size, ct.encoding, ct.bits_offset, ct.bits) != (
@@ -389,7 +389,7 @@ class _Dedup:
     def ref_types(self) -> None:
         types, kinds, m = self.types, self.kinds, self.map
         resolve = self.resolve
-        table: dict[tuple, int] = {}
+        table: dict[tuple[object, ...], int] = {}
         for root in range(1, len(types)):
             if m[root] != _UNPROCESSED:
                 continue
@@ -419,7 +419,7 @@ class _Dedup:
                 # every reference is canonical now: equal tuples are equal types
                 stack.pop()
                 if k in _SIMPLE_REF:
-                    key: tuple = (k, t.name, t.kflag, t.linkage if k == Kind.FUNC else 0, resolve(t.type))
+                    key: tuple[object, ...] = (k, t.name, t.kflag, t.linkage if k == Kind.FUNC else 0, resolve(t.type))
                 elif k == Kind.ARRAY:
                     key = (k, t.name, t.kflag, resolve(t.type), resolve(t.index_type), t.nelems)
                 elif k == Kind.FUNC_PROTO:
