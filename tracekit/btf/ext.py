@@ -79,7 +79,7 @@ class BTFExt:
             cr_off, cr_len = struct.unpack_from("<II", data, 24)
         ext = cls()
 
-        def blocks(off: int, length: int, min_rec: int, what: str):
+        def blocks(off: int, length: int, min_rec: int, what: str) -> tuple[int, list[tuple[str, list[bytes]]]]:
             if length == 0:
                 return 0, []
             start = hdr_len + off

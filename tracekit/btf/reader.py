@@ -48,7 +48,7 @@ POINTER_SIZE = 8  # BPF is a 64-bit target
 _ZERO_COPY_MIN = 1 << 20
 
 
-class _StepTable(dict):
+class _StepTable(dict[int, int]):
     """``info`` word -> words from this type's header to the next one's (memoized)."""
 
     def __missing__(self, info: int) -> int:
@@ -71,7 +71,7 @@ class BTF:
         base: BTF | None = None,
         *,
         name: str = "",
-        offsets: array | None = None,
+        offsets: array[int] | None = None,
         name_offsets: bytes | None = None,
     ) -> None:
         """``offsets`` / ``name_offsets`` are a previous scan's :attr:`offsets` and
@@ -108,7 +108,7 @@ class BTF:
             raise BTFError(f"{self._what()}: type section is not 4-byte aligned")
         tstart = hdr_len + type_off
         native = (self.endian == "<") == (sys.byteorder == "little")
-        self._words: array | memoryview
+        self._words: array[int] | memoryview
         if native and type_len >= _ZERO_COPY_MIN and tstart % 4 == 0:
             # Kernel-sized BTF: index the type section in place (saves a 3 MB copy)
             self._words = memoryview(self.data)[tstart : tstart + type_len].cast("I")
@@ -121,8 +121,8 @@ class BTF:
         sstart = hdr_len + str_off
         # The string section is searched in place (bounded finds on self.data);
         # ``strings`` (a copy) is made only when someone asks for it.
-        self._sstart = sstart
-        self._send = sstart + str_len
+        self._sstart: int = sstart
+        self._send: int = sstart + str_len
         self._strings: bytes | None = None
         if base is None:
             if str_len == 0 or self.data[sstart] != 0:
@@ -189,7 +189,7 @@ class BTF:
     def _what(self) -> str:
         return f"BTF {self.name!r}" if self.name else "BTF"
 
-    def _scan(self) -> array:
+    def _scan(self) -> array[int]:
         """Word index of every type's header; one pass, no decoding.
 
         The step from one header to the next depends only on the ``info`` word (kind and
@@ -345,7 +345,7 @@ class BTF:
     # --- name look-ups ---------------------------------------------------------------
 
     @property
-    def offsets(self) -> array:
+    def offsets(self) -> array[int]:
         """Word offset of every type header (what a cache stores to skip the scan)."""
         return self._offsets
 

@@ -19,6 +19,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterable, MutableSequence
+from typing import overload
 
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import (
@@ -53,7 +54,11 @@ class _LazyTypes(MutableSequence[Type]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    @overload
+    def __getitem__(self, i: int) -> Type: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Type]: ...
+    def __getitem__(self, i: int | slice) -> Type | list[Type]:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self._items)))]
         t = self._items[i]
@@ -66,10 +71,10 @@ class _LazyTypes(MutableSequence[Type]):
             self._items[i] = t
         return t
 
-    def __setitem__(self, i, v) -> None:  # type: ignore[override]
+    def __setitem__(self, i: int, v: Type) -> None:  # type: ignore[override]  # no slice assignment
         self._items[i] = v
 
-    def __delitem__(self, i) -> None:  # type: ignore[override]
+    def __delitem__(self, i: int) -> None:  # type: ignore[override]  # no slice deletion
         if i != len(self._items) - 1 and i != -1:
             # Deleting from the middle renumbers later types; raw entries would keep stale refs.
             raise BTFError("only the last type of a builder can be deleted")
@@ -91,7 +96,7 @@ class _LazyTypes(MutableSequence[Type]):
             i += 1
         return i
 
-    def raw_range(self, i: int, j: int) -> array:
+    def raw_range(self, i: int, j: int) -> array[int] | memoryview:
         """Source words of types ``i`` .. ``j - 1`` (all never decoded)."""
         src = self._src
         offs = src._offsets
@@ -133,7 +138,7 @@ class BTFBuilder:
             decode = btf._decode
             b.types.extend(decode(o) for o in btf._offsets)
         else:
-            b.types = _LazyTypes(btf)  # type: ignore[assignment]
+            b.types = _LazyTypes(btf)
         return b
 
     def __len__(self) -> int:
@@ -285,8 +290,8 @@ class BTFBuilder:
                 elif k == Kind.VAR:
                     app(t.linkage)
                 elif k == Kind.DATASEC:
-                    for v in t.secinfos:
-                        ext((v.type, v.offset & _U32, v.size & _U32))
+                    for vs in t.secinfos:
+                        ext((vs.type, vs.offset & _U32, vs.size & _U32))
                 elif k == Kind.DECL_TAG:
                     app(t.component_idx & _U32)
             except (OverflowError, TypeError) as e:

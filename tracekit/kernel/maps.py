@@ -429,8 +429,18 @@ class Map:
         if not delete:
             return list(self.items())
         out = []
+        # BPF_MAP_LOOKUP_AND_DELETE_ELEM exists for hash maps only (5.14+); an LPM trie or an
+        # older kernel says ENOTSUPP/EINVAL, and then lookup + delete is the fallback.
+        atomic = self.type not in ARRAY_TYPES
         for k in list(self.keys()):
-            v = self.lookup_and_delete(k) if self.type not in ARRAY_TYPES else None
+            v = None
+            if atomic:
+                try:
+                    v = self.lookup_and_delete(k)
+                except SyscallError as e:
+                    if e.errno not in (*_NO_BATCH, _errno.EINVAL):
+                        raise
+                    atomic = False
             if v is None:
                 v = self.lookup(k)
                 if v is None:
