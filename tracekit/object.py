@@ -256,6 +256,31 @@ class ObjectMap:
             raise TracekitError(f"map {self.name!r} is not created yet: call load() first")
         return self.map
 
+    # --- typed access (tracekit.data.typed): the forwarded Map methods stay bytes-based ---
+
+    @property
+    def raw(self) -> Any:
+        """The kernel :class:`tracekit.kernel.maps.Map` (bytes keys and values)."""
+        return self._loaded()
+
+    @property
+    def typed(self) -> Any:
+        """A :class:`tracekit.data.typed.TypedMap`: keys and values decoded from the map's BTF types."""
+        from tracekit.data.typed import TypedMap
+
+        m = self._loaded()
+        tm = self.__dict__.get("_typed")
+        if tm is None or tm.raw is not m:
+            tm = TypedMap(m, self._obj.spec.btf, self.spec.key_type_id, self.spec.value_type_id)
+            self.__dict__["_typed"] = tm
+        return tm
+
+    def histogram(self, kind: str = "log2", **options: Any) -> Any:
+        """The histograms this map holds (:func:`tracekit.data.histogram.from_map`)."""
+        from tracekit.data.histogram import from_map
+
+        return from_map(self.typed, kind, **options)
+
     def __getattr__(self, attr: str) -> Any:
         # lookup/update/delete/keys/items/batch ops/pin... come from tracekit.kernel.maps.Map
         if attr.startswith("_"):

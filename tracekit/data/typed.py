@@ -131,10 +131,10 @@ class Codec:
                 # only strings and byte arrays are naturally shorter than their room
                 raise MapError(f"{self.what}: {len(raw)} bytes given, {self.type_name} is {self.size} bytes")
         et = self.event_type
-        if et is not None and type(value) is et.record_class:
+        if et is not None and isinstance(value, tuple) and type(value) is et.record_class:
             # A record decoded from this type: its tuple items are the wire items, so one
             # pack gives the bytes back (holes become zeros).
-            return et.struct.pack(*tuple(value)).ljust(self.size, b"\0")
+            return et.struct.pack(*value).ljust(self.size, b"\0")
         buf = bytearray(self.size)
         self._write(buf, 0, value)
         return bytes(buf)
