@@ -45,7 +45,7 @@ from tracekit.errors import (
 )
 from tracekit.kernel.fd import FD
 from tracekit.obj.insn import POISON_CORE, encode
-from tracekit.obj.plan import ProgramPlan, plan_program
+from tracekit.obj.plan import ProgramPlan, plan_programs
 from tracekit.obj.spec import MapSpec, ObjectSpec, ProgramSpec
 
 log = logging.getLogger("tracekit.object")
@@ -328,6 +328,8 @@ class Object:
         self._links: list[Any] = []
         self._mmaps: list[Any] = []
         self._readers: list[Any] = []
+        # decoders compiled from this object's BTF: they live and die with the object
+        self._event_types: dict[str, Any] = {}
         self.loaded = False
         self.closed = False
 
@@ -402,9 +404,8 @@ class Object:
 
         targets = self._targets()
         # Plans first: they are pure, so relocation errors surface before any kernel object exists.
-        plans = {
-            p.name: plan_program(self.spec, p.spec, targets) for p in self.programs.values() if p.autoload
-        }
+        # One CO-RE relocator shared by the programs of this load and dropped with it.
+        plans = plan_programs(self.spec, [p.spec for p in self.programs.values() if p.autoload], targets)
         if not plans:
             raise LoadError(f"object {self.name!r}: no program is enabled (all have autoload=False)")
         self._resolve_externs(plans, targets)
@@ -669,7 +670,10 @@ class Object:
 
         if self.spec.btf is None:
             raise TracekitError(f"object {self.name!r} has no BTF: cannot decode events by type")
-        return EventType.from_btf(self.spec.btf, name)
+        et = self._event_types.get(name)
+        if et is None:
+            et = self._event_types[name] = EventType.from_btf(self.spec.btf, name)
+        return et
 
     def reader(self, map_name: str | Sequence[str] | None = None, *, event_type: str | Any | None = "event",
                raw: bool = False, page_count: int = 8) -> Any:

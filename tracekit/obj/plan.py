@@ -17,8 +17,7 @@ against any BTF, the same split cilium/ebpf (spec vs. load) and aya (aya-obj) ma
 from __future__ import annotations
 
 import logging
-import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,33 +188,29 @@ def _append(plan: ProgramPlan, fn: FunctionSpec) -> int:
     return start
 
 
-# One CoreRelocator per (object's local BTF, targets), shared by every program of the
-# object: candidates are looked up once per local type and narrowed across programs, as
-# libbpf's per-object candidate cache does.  Keyed weakly by the local BTF, so it lives
-# exactly as long as the object's spec.
-_relocators: weakref.WeakKeyDictionary[BTF, tuple[tuple[BTF, ...], Any]] = weakref.WeakKeyDictionary()
+def new_relocator(local: BTF, targets: Sequence[BTF]) -> Any:
+    """One :class:`tracekit.obj.core.CoreRelocator` to share across the programs of one load.
 
-
-def _relocator(local: BTF, targets: Sequence[BTF]) -> Any:
+    Candidates are looked up once per local type and narrowed across programs, as libbpf's
+    per-object candidate cache does.  The caller owns it for the duration of one load: a
+    module-level cache keyed by the local BTF would hold its own key (the relocator refers
+    to the local BTF), so entries would never expire in a process that loads objects for
+    months.
+    """
     from tracekit.obj import core
 
-    tt = tuple(targets)
-    hit = _relocators.get(local)
-    if hit is not None and len(hit[0]) == len(tt) and all(a is b for a, b in zip(hit[0], tt)):
-        return hit[1]
-    r = core.CoreRelocator(local, tt)
-    _relocators[local] = (tt, r)
-    return r
+    return core.CoreRelocator(local, tuple(targets))
 
 
-def apply_core(plan: ProgramPlan, local: BTF, targets: Sequence[BTF]) -> None:
-    """CO-RE-relocate the linked program in place."""
+def apply_core(plan: ProgramPlan, local: BTF, targets: Sequence[BTF], *, relocator: Any = None) -> None:
+    """CO-RE-relocate the linked program in place (``relocator``: see :func:`new_relocator`)."""
     if not plan.core_relos:
         return
     from tracekit.obj import core
 
     core.relocate(
-        plan.insns, plan.core_relos, local, targets, prog_name=plan.name, relocator=_relocator(local, targets)
+        plan.insns, plan.core_relos, local, targets, prog_name=plan.name,
+        relocator=relocator if relocator is not None else new_relocator(local, targets),
     )
 
 
@@ -247,12 +242,24 @@ def find_attach_btf_id(plan: ProgramPlan, targets: Sequence[BTF]) -> None:
     )
 
 
-def plan_program(spec: ObjectSpec, prog: ProgramSpec, targets: Sequence[BTF]) -> ProgramPlan:
-    """Link, CO-RE-relocate and resolve attach ids for one main program."""
+def plan_program(spec: ObjectSpec, prog: ProgramSpec, targets: Sequence[BTF], *,
+                 relocator: Any = None) -> ProgramPlan:
+    """Link, CO-RE-relocate and resolve attach ids for one main program.
+
+    Pass one ``relocator`` (:func:`new_relocator`) for every program of an object, or use
+    :func:`plan_programs`, so CO-RE candidates are shared between them.
+    """
     plan = link_program(spec, prog)
     if spec.btf is not None:
-        apply_core(plan, spec.btf, targets)
+        apply_core(plan, spec.btf, targets, relocator=relocator)
     elif plan.core_relos:
         raise RelocationError(f"program {prog.name!r} has CO-RE relocations but the object has no BTF")
     find_attach_btf_id(plan, targets)
     return plan
+
+
+def plan_programs(spec: ObjectSpec, progs: Iterable[ProgramSpec], targets: Sequence[BTF]) -> dict[str, ProgramPlan]:
+    """:func:`plan_program` for several programs of ``spec`` with one shared relocator
+    (which is dropped with the returned plans: nothing outlives the load)."""
+    relocator = new_relocator(spec.btf, targets) if spec.btf is not None else None
+    return {p.name: plan_program(spec, p, targets, relocator=relocator) for p in progs}

@@ -193,6 +193,7 @@ def _match(sec: str) -> tuple[tuple[str, int, int, str, int], str] | None:
 
 
 _cache: dict[str, SectionDef] = {}
+_CACHE_MAX = 1024  # bounded: a long-running process may open many objects with distinct section names
 
 
 def parse_section(sec: str) -> SectionDef:
@@ -226,5 +227,7 @@ def parse_section(sec: str) -> SectionDef:
         autoload=not sec.startswith("?"),
         xdp_frags=bool(flags & _FRAGS),
     )
+    if len(_cache) >= _CACHE_MAX:
+        _cache.pop(next(iter(_cache)))  # oldest first
     _cache[sec] = d
     return d
