@@ -22,6 +22,33 @@ def _cmd_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build(args: argparse.Namespace) -> int:
+    from tracekit.build import compile_probe
+
+    out = compile_probe(args.source, args.output, btf=args.btf, include=args.include, defines=args.define,
+                        strip=not args.keep_debug)
+    print(out)
+    return 0
+
+
+def _add_build(sub: Any) -> None:
+    from tracekit.build import KERNEL_BTF
+
+    p = sub.add_parser(
+        "build",
+        help="compile a BPF C probe into a CO-RE object (clang -target bpf -g -O2, vmlinux.h, tracekit.h)",
+        description="Compile a BPF C probe with clang against a vmlinux.h generated from the kernel's BTF, "
+                    "libbpf's headers and tracekit's tracekit.h. Prints the object's path.",
+    )
+    p.add_argument("source", metavar="SRC", help="the BPF C source, e.g. my.bpf.c")
+    p.add_argument("-o", "--output", metavar="OUT", help="the object to write (default: SRC with .bpf.o)")
+    p.add_argument("-I", dest="include", action="append", default=[], metavar="DIR", help="more include dirs")
+    p.add_argument("-D", dest="define", action="append", default=[], metavar="NAME[=VAL]", help="a define")
+    p.add_argument("--btf", default=str(KERNEL_BTF), help="BTF to generate vmlinux.h from (default: the kernel's)")
+    p.add_argument("--keep-debug", action="store_true", help="keep DWARF (by default only .BTF is kept)")
+    p.set_defaults(func=_cmd_build)
+
+
 def _features(args: argparse.Namespace) -> int:
     from tracekit.kernel import features
 
@@ -79,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("inputs", metavar="IN", nargs="+", help="relocatable BPF objects (.bpf.o) to link")
     lk.set_defaults(func=_cmd_link)
     _add_features(sub)
+    _add_build(sub)
     return p
 
 

@@ -1,8 +1,5 @@
 """Build the bundled BPF probes: ``python -m tracekit.probes.build``.
 
-(``python tracekit/probes/build.py`` works too: this script imports nothing from tracekit,
-so it runs even while the package itself does not import.)
-
 Each ``*.bpf.c`` here is compiled with clang-19 against a ``vmlinux.h`` generated from the
 running kernel's BTF (kept in a build directory, never committed), DWARF is stripped but
 ``.BTF``/``.BTF.ext`` are kept (the loader needs them for CO-RE and the verifier for
@@ -19,20 +16,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from tracekit.build import BuildError, find_tool, vmlinux_h
 
 PROBES_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PROBES_DIR.parent.parent
 DEFAULT_BUILD_DIR = Path(os.environ.get("TRACEKIT_PROBES_BUILD", REPO_ROOT / "build" / "probes"))
 DEFAULT_BTF = Path("/sys/kernel/btf/vmlinux")
 
-CLANG = os.environ.get("CLANG", "clang-19")
-LLVM_STRIP = os.environ.get("LLVM_STRIP", "llvm-strip-19")
-BPFTOOL = os.environ.get("BPFTOOL", "bpftool")
+CLANG = "clang-19"
+LLVM_STRIP = "llvm-strip-19"
 
 # Names the compiler records instead of real paths (BTF line info keeps file names).
 SRC_PREFIX = "tracekit/probes"
@@ -41,46 +38,20 @@ GEN_PREFIX = "tracekit/probes/generated"
 CFLAGS = ("-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
 
 
-class BuildError(RuntimeError):
-    """A tool is missing or a compile step failed; the message says which."""
-
-
-def _tool(name: str, fallbacks: tuple[str, ...] = ()) -> str:
-    for candidate in (name, *fallbacks):
-        found = shutil.which(candidate)
-        if found:
-            return found
-    raise BuildError(f"{name} not found on PATH (install it: apt-get install clang-19 llvm-19 bpftool)")
-
-
 def sources() -> list[Path]:
     """The probe sources, sorted so builds run in a stable order."""
     return sorted(PROBES_DIR.glob("*.bpf.c"))
 
 
 def generate_vmlinux_h(build_dir: Path, btf: Path = DEFAULT_BTF) -> Path:
-    """Dump ``btf`` as C into ``build_dir/vmlinux-<hash>/vmlinux.h``, reusing a cached dump."""
-    if not btf.exists():
-        raise BuildError(f"{btf} does not exist: the kernel needs CONFIG_DEBUG_INFO_BTF, or pass --btf FILE")
-    digest = hashlib.sha256(btf.read_bytes()).hexdigest()[:16]
-    out = build_dir / f"vmlinux-{digest}" / "vmlinux.h"
-    if out.exists():
-        return out
-    bpftool = _tool(BPFTOOL, ("/usr/sbin/bpftool",))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run([bpftool, "btf", "dump", "file", str(btf), "format", "c"], capture_output=True)
-    if res.returncode != 0:
-        raise BuildError(f"bpftool btf dump failed: {res.stderr.decode(errors='replace').strip()}")
-    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
-    tmp.write_bytes(res.stdout)
-    tmp.replace(out)
-    return out
+    """``vmlinux.h`` of ``btf`` in ``build_dir`` (tracekit.build's generator and cache)."""
+    return vmlinux_h(btf, directory=build_dir)
 
 
 def compile_one(src: Path, out: Path, vmlinux_h: Path) -> None:
     """Compile ``src`` to ``out`` and strip its DWARF (``.BTF`` and ``.BTF.ext`` stay)."""
-    clang = _tool(CLANG)
-    strip = _tool(LLVM_STRIP)
+    clang = find_tool("CLANG", (CLANG,), "clang", "clang-19")
+    strip = find_tool("LLVM_STRIP", (LLVM_STRIP,), "llvm-strip", "llvm-19")
     gen_dir = vmlinux_h.parent
     cmd = [
         clang, *CFLAGS,
