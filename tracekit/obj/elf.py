@@ -34,6 +34,7 @@ import os
 import re
 import struct
 from bisect import bisect_right
+from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass, field
 
 from tracekit.btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo
@@ -513,12 +514,12 @@ class _Reader:
                         raise ELFError(f"{self.what}: DATASEC {sec.name!r} holds a {var.kind.name}, not a VAR")
                     if var.linkage in (LINKAGE_STATIC, LINKAGE_EXTERN):
                         continue
-                    sym = var_syms.get(var.name)
-                    if sym is None:
+                    vsym = var_syms.get(var.name)
+                    if vsym is None:
                         raise ELFError(f"{self.what}: no ELF symbol for variable {var.name!r} of {sec.name!r}")
                     if fix_offsets:
-                        vs.offset = sym.value
-                    if sym.hidden:
+                        vs.offset = vsym.value
+                    if vsym.hidden:
                         # __hidden globals are private to the object: static to the kernel too
                         var.linkage = LINKAGE_STATIC
             sec.secinfos.sort(key=lambda v: v.offset)
@@ -563,7 +564,7 @@ class _Reader:
         sec.size = off
         return int32
 
-    def _fix_kconfig(self, btf: BTF, types, sec: Type) -> None:
+    def _fix_kconfig(self, btf: BTF, types: MutableSequence[Type], sec: Type) -> None:
         # libbpf's layout: by alignment (descending), then size (ascending), then name
         layout = []
         for ext in self.externs.values():
@@ -590,10 +591,10 @@ class _Reader:
         sec.size = off
         for vs in sec.secinfos:
             var = types[vs.type]
-            ext = self.externs.get(var.name)
-            if ext is None:
+            vext = self.externs.get(var.name)
+            if vext is None:
                 raise ELFError(f"{self.what}: BTF VAR {var.name!r} in .kconfig has no extern symbol")
-            vs.offset = ext.offset
+            vs.offset = vext.offset
             # the kernel accepts only static or allocated VARs
             var.linkage = VAR_GLOBAL_ALLOCATED
 
@@ -815,9 +816,8 @@ class _Reader:
                 insn = es.insns[idx]
                 li = idx - f.offset
 
-                # called only in this iteration, so the late binding of f and li is harmless
-                def fail(msg: str) -> RelocationError:
-                    return RelocationError(f"{self.what}: program {f.name!r} insn {li}: {msg}")  # noqa: B023
+                def fail(msg: str, _f: FunctionSpec = f, _i: int = li) -> RelocationError:
+                    return RelocationError(f"{self.what}: program {_f.name!r} insn {_i}: {msg}")
 
                 if insn.code != CALL and insn.code != LD_IMM64:
                     raise fail(f"relocation against {sym.name!r} on instruction {insn.code:#04x}, not a call or ldimm64")
@@ -879,7 +879,7 @@ class _Reader:
                         )
                 f.relocations.sort(key=lambda r: r.insn)
 
-    def _code_ref(self, fail, kind: RelocKind, li: int, tes: _ExecSection, callee: int) -> Relocation:
+    def _code_ref(self, fail: Callable[[str], RelocationError], kind: RelocKind, li: int, tes: _ExecSection, callee: int) -> Relocation:
         g = tes.function_at(callee)
         if g is None or g.offset != callee:
             raise fail(f"{kind.value} target insn {callee} of section {tes.sec.name!r} is not the start of a function")

@@ -378,8 +378,8 @@ def _set_kconfig(ext: ExternSpec, btf: BTF, raw: Any, buf: bytearray, source: st
                                   "declare it enum libbpf_tristate")
             buf[ext.offset] = 1 if text == "y" else 0
         elif cls == "tristate":
-            v = {"y": TRI_YES, "n": TRI_NO, "m": TRI_MODULE}[text]
-            buf[ext.offset : ext.offset + size] = v.to_bytes(size, "little")
+            tri = {"y": TRI_YES, "n": TRI_NO, "m": TRI_MODULE}[text]
+            buf[ext.offset : ext.offset + size] = tri.to_bytes(size, "little")
         elif cls == "char":
             buf[ext.offset] = ord(text)
         else:

@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tracekit.btf.dedup import dedup_types
 from tracekit.btf.ext import (
@@ -650,9 +651,9 @@ class Linker:
                         g = self._globals.get(v.name)
                         if g is None or g.owner != idx or g.is_extern:
                             continue  # an extern, or a definition that lost to another input's
-                    s = obj_syms.get((sec.index, v.name))
-                    if s is not None:
-                        off = s.value
+                    osym = obj_syms.get((sec.index, v.name))
+                    if osym is not None:
+                        off = osym.value
                     lst.append(VarSecinfo(inp.type_map[si.type], sec.dst_off + off, si.size))
         for name, lst in infos.items():
             out = self._secs.get(name)
@@ -687,7 +688,7 @@ class Linker:
                     ((r.insn + d) * INSN_SIZE, tm[r.type_id], b.add_string(r.access), r.kind) for r in crecs
                 )
 
-        def block(groups: dict[str, list[tuple[int, ...]]], rec_size: int, fmt: str) -> bytes:
+        def block(groups: Mapping[str, Sequence[tuple[int, ...]]], rec_size: int, fmt: str) -> bytes:
             if not groups:
                 return b""
             out = bytearray(struct.pack("<I", rec_size))
@@ -725,7 +726,7 @@ class Linker:
 
         secs = list(self._secs.values())
         # section headers: (name, type, flags, data, size, link, info, align, entsize)
-        hdrs: list[list] = []
+        hdrs: list[list[Any]] = []
         for i, out in enumerate(secs, start=1):
             out.index = i
             data = b"" if out.type == SHT_NOBITS else bytes(out.data)
