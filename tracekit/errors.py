@@ -64,6 +64,8 @@ class LinkerError(TracekitError):
 class SyscallError(TracekitError, OSError):
     """A system call failed; ``errno`` and ``op`` say which and why."""
 
+    errno: int  # always set (OSError's may be None): the failed call's errno
+
     def __init__(self, op: str, err: int, detail: str = "") -> None:
         self.op = op
         msg = f"{op}: {os.strerror(err)} ({_errno.errorcode.get(err, err)})"
