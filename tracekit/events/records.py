@@ -29,7 +29,7 @@ import keyword
 import operator
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import INT_BOOL, INT_SIGNED, Kind
@@ -93,7 +93,7 @@ class _Compiler:
             code = self.scalar_code(tid)
             if code is None:
                 signed = t.is_signed
-                e = "little" if self.e == "<" else "big"
+                e: Literal["little", "big"] = "little" if self.e == "<" else "big"
                 return lambda b: int.from_bytes(b[: t.size], e, signed=signed)
             st = struct.Struct(self.e + code)
             return lambda b: st.unpack_from(b)[0]
@@ -296,14 +296,15 @@ def _make_record_class(type_name: str, fields: list[tuple[str, Any]]) -> type:
         kind = spec[0]
         if kind == "slot":
             ns[name] = property(operator.itemgetter(spec[1]), doc=f"field {name}")
+        # (mypy cannot type a lambda whose defaults bind this iteration's values: ignore[misc])
         elif kind == "str":
-            ns[name] = property(lambda self, i=spec[1]: _cstr(self[i]), doc=f"field {name} (char array)")
+            ns[name] = property(lambda self, i=spec[1]: _cstr(self[i]), doc=f"field {name} (char array)")  # type: ignore[misc]
         elif kind == "tuple":
-            ns[name] = property(lambda self, i=spec[1], n=spec[2]: tuple(self[i : i + n]), doc=f"field {name}")
+            ns[name] = property(lambda self, i=spec[1], n=spec[2]: tuple(self[i : i + n]), doc=f"field {name}")  # type: ignore[misc]
         elif kind == "lazy":
-            ns[name] = property(lambda self, i=spec[1], d=spec[2]: d(self[i]), doc=f"field {name}")
+            ns[name] = property(lambda self, i=spec[1], d=spec[2]: d(self[i]), doc=f"field {name}")  # type: ignore[misc]
         elif kind == "const":
-            ns[name] = property(lambda self, v=spec[1]: v, doc=f"field {name}")
+            ns[name] = property(lambda self, v=spec[1]: v, doc=f"field {name}")  # type: ignore[misc]
         else:  # pragma: no cover - compiler invariant
             raise AssertionError(kind)
 
