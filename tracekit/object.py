@@ -345,7 +345,7 @@ class Object:
 
     def section(self, name: str) -> GlobalData:
         """Variables of any data section, e.g. ``obj.section(".data.counters")``."""
-        return _global_attr(name).fget(self)  # type: ignore[misc]
+        return _global_attr(name).fget(self)
 
     @property
     def btf(self) -> BTF | None:
@@ -494,7 +494,7 @@ class Object:
                 kwargs["inner_map_fd"] = inner.fd
             else:
                 inner = None
-            with_btf = dict(btf_fd=btf_fd, btf_key_type_id=s.key_type_id, btf_value_type_id=s.value_type_id)
+            with_btf: dict[str, Any] = dict(btf_fd=btf_fd, btf_key_type_id=s.key_type_id, btf_value_type_id=s.value_type_id)
             if s.is_internal:
                 with_btf = dict(btf_fd=btf_fd, btf_key_type_id=0, btf_value_type_id=s.datasec_type_id)
             try:

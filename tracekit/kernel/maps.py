@@ -69,7 +69,7 @@ def _encode(obj: Any, size: int, what: str) -> bytes:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         data = bytes(obj)
     elif isinstance(obj, (ctypes._SimpleCData, ctypes.Structure, ctypes.Union, ctypes.Array)):
-        data = bytes(obj)  # type: ignore[call-overload]
+        data = bytes(obj)
     else:
         raise MapError(f"{what}: expected bytes, int or a ctypes object, got {type(obj).__name__}")
     if len(data) != size:
@@ -266,7 +266,7 @@ class Map:
 
     def _check_keyed(self) -> None:
         if self.type in KEYLESS_TYPES:
-            raise MapError(f"{self._what} is a {self.type.name.lower()}: it has no elements to "
+            raise MapError(f"{self._what} is a {MapType(self.type).name.lower()}: it has no elements to "
                            "look up (read it with tracekit.events.ringbuf)")
 
     # --- element ops ---------------------------------------------------------------------
