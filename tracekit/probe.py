@@ -29,17 +29,24 @@ the event type iteration yields, for type checkers.
 
 from __future__ import annotations
 
+import logging
 import os
 import typing
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from tracekit.btf.reader import BTF
-from tracekit.errors import ClosedError, KnobError, TracekitError
+from tracekit.errors import ClosedError, KnobError, NotSupportedError, TracekitError
 from tracekit.object import Object, open_object
 
-_CONFIG_NAMES = frozenset({"object", "event", "events_map", "programs", "optional_programs", "btf"})
+_CONFIG_NAMES = frozenset({"object", "event", "events_map", "programs", "optional_programs", "fallbacks", "btf"})
+
+#: one alternative of a fallback chain: a program name (its SEC() says the hook), or
+#: (program name, attach target) for a function renamed across kernel versions
+Alternative = str | tuple[str, str]
+
+log = logging.getLogger(__name__)
 
 E = TypeVar("E")
 
@@ -57,6 +64,11 @@ class Probe(Generic[E]):
     programs: ClassVar[Iterable[str] | None] = None
     #: programs whose hook may be missing on some kernels: disabled there instead of failing
     optional_programs: ClassVar[Iterable[str]] = ()
+    #: fallback chains: hook name -> alternatives in order of preference; the first the
+    #: running kernel supports is loaded, the other programs of the chain are not.  E.g.
+    #: ``{"start": ["fentry_start", "kprobe_start", ("kprobe_start", "__blk_account_io_start")]}``
+    #: (fentry, else kprobe, else kprobe on the older name).  The choice: :attr:`chosen`.
+    fallbacks: ClassVar[Mapping[str, Sequence[Alternative]]] = {}
     #: a target BTF to relocate against instead of the running kernel's
     btf: ClassVar[str | os.PathLike[str] | BTF | None] = None
 
@@ -95,6 +107,8 @@ class Probe(Generic[E]):
         self._btf = btf if btf is not None else type(self).btf
         self._map_entries = dict(map_entries or {})
         self.obj: Object | None = None
+        #: per fallback chain, the alternative that was loaded: hook -> (program, "kind/target")
+        self.chosen: dict[str, tuple[str, str]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -135,15 +149,45 @@ class Probe(Generic[E]):
             for p in obj.programs.values():
                 p.autoload = p.name in wanted
         optional = set(self.optional_programs)
-        if optional:
-            from tracekit.kernel.syscalls import fs
+        if optional or self.fallbacks:
+            from tracekit.hooks.fallback import why_unsupported
 
             for p in obj.programs.values():
-                if p.name in optional and p.autoload and p.attach_kind == "tracepoint":
-                    cat, _, tp = p.attach_target.partition("/")
-                    if not fs.tracepoint_exists(cat, tp):
+                if p.name in optional and p.autoload and p.attach_kind and p.attach_target:
+                    why = why_unsupported(p.attach_kind, p.attach_target)
+                    if why is not None:
+                        log.debug("%s: optional program %s not loaded: %s", type(self).__name__, p.name, why)
                         p.autoload = False
+            self._choose(obj, why_unsupported)
         self.configure(obj)
+
+    def _choose(self, obj: Object, why_unsupported: Callable[[str, str], str | None]) -> None:
+        """Resolve each fallback chain to the first alternative the kernel supports."""
+        owner = type(self).__name__
+        for hook, chain in self.fallbacks.items():
+            alts = [(a, None) if isinstance(a, str) else (a[0], a[1]) for a in chain]
+            for prog, _ in alts:
+                if prog not in obj.programs:
+                    raise TracekitError(f"{owner}.fallbacks[{hook!r}] names {prog!r}, not a program of "
+                                        f"{obj.name!r} (programs: {', '.join(obj.programs)})")
+                obj.programs[prog].autoload = False
+            tried = []
+            for prog, target in alts:
+                p = obj.programs[prog]
+                tgt = target if target is not None else p.attach_target
+                why = why_unsupported(p.attach_kind, tgt)
+                if why is None:
+                    if target is not None:
+                        p.set_attach_target(target)
+                    p.autoload = True
+                    self.chosen[hook] = (prog, f"{p.attach_kind}/{tgt}")
+                    log.info("%s: hook %r uses %s (%s/%s)%s", owner, hook, prog, p.attach_kind, tgt,
+                             "".join(f"; skipped {t}" for t in tried))
+                    break
+                tried.append(f"{prog} ({p.attach_kind}/{tgt}): {why}")
+            else:
+                raise NotSupportedError(f"{owner}: no hook for {hook!r} works on this kernel; tried "
+                                        + "; ".join(tried))
 
     def configure(self, obj: Object) -> None:
         """Hook: adjust the object before load (map sizes, programs). Default: nothing."""

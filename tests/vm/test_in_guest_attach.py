@@ -46,6 +46,8 @@ GUEST_SUITE = [
     "tests/live/test_features.py",
     # module BTF (this host has none): CO-RE candidates, kfuncs and a typed ksym of modules
     "tests/live/test_module_btf.py",
+    # fallback chains: fentry chosen where it works, kprobe on a renamed function's real name
+    "tests/live/test_fallback.py",
 ]
 #: objects those suites build with tests.support.build_bpf_object (name, defines)
 SHARED_OBJECTS = [
@@ -63,6 +65,7 @@ SHARED_OBJECTS = [
     ("module_core.bpf.c", ()),
     ("module_kfunc.bpf.c", ()),
     ("module_ksym.bpf.c", ()),
+    ("fallback_chain.bpf.c", ()),
 ]
 OBJECTS = ["attach_probes.bpf.c", "attach_tracing.bpf.c", "attach_perfbuf.bpf.c"]
 #: per-kernel cap (boot included); the whole CI has 60 min for everything
