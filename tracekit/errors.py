@@ -245,3 +245,13 @@ class KernelFileError(SyscallError):
     def __init__(self, op: str, err: int, detail: str = "", *, path: str = "") -> None:
         self.path = path
         super().__init__(op, err, detail)
+
+
+class MapCodecError(MapError, ValueError):
+    """A key or value cannot be encoded in a map's BTF type (unknown field, out of range,
+    too long); the message names the field and what it takes."""
+
+
+class HistogramError(TracekitError, ValueError):
+    """A map does not hold a histogram layout tracekit reads, or the histogram options do
+    not fit it; the message says which option to give."""

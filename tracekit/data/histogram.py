@@ -43,13 +43,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from tracekit.errors import TracekitError
+from tracekit.errors import HistogramError
 
 STARS = 40
-
-
-class HistogramError(TracekitError, ValueError):
-    """A map does not have a histogram layout (or the options do not fit it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from typing import Any
 from tracekit import uapi
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import INT_BOOL, INT_CHAR, Kind
-from tracekit.errors import MapError
+from tracekit.errors import MapCodecError
 from tracekit.events.records import EventType
 from tracekit.kernel.maps import ARRAY_TYPES, Map
 from tracekit.uapi import MapType
@@ -129,7 +129,7 @@ class Codec:
             if not (len(raw) < self.size and self.btf is not None and self.type_id
                     and self.btf.kind_of(self.type_id) == Kind.ARRAY):
                 # only strings and byte arrays are naturally shorter than their room
-                raise MapError(f"{self.what}: {len(raw)} bytes given, {self.type_name} is {self.size} bytes")
+                raise MapCodecError(f"{self.what}: {len(raw)} bytes given, {self.type_name} is {self.size} bytes")
         et = self.event_type
         if et is not None and isinstance(value, tuple) and type(value) is et.record_class:
             # A record decoded from this type: its tuple items are the wire items, so one
@@ -148,7 +148,7 @@ def _untyped(size: int, what: str) -> tuple[Writer, Callable[[bytes], Any]]:
         if isinstance(v, int):
             buf[off : off + size] = _int_bytes(v, size, False, what)
             return
-        raise MapError(f"{what}: the map has no BTF type for its {size}-byte elements: give bytes")
+        raise MapCodecError(f"{what}: the map has no BTF type for its {size}-byte elements: give bytes")
 
     return write, bytes
 
@@ -158,7 +158,7 @@ def _int_bytes(v: int, size: int, signed: bool, what: str) -> bytes:
     # the usual way to write 0xffffffff, and BPF code often stores unsigned into s64.
     lo, hi = -(1 << (size * 8 - 1)), 1 << (size * 8)
     if not lo <= v < hi:
-        raise MapError(f"{what}: {v} does not fit in {size} bytes")
+        raise MapCodecError(f"{what}: {v} does not fit in {size} bytes")
     return (v & (hi - 1)).to_bytes(size, "little")
 
 
@@ -170,7 +170,7 @@ def _int_writer(size: int, signed: bool, what: str) -> Writer:
         try:
             iv = int(v)
         except (TypeError, ValueError):
-            raise MapError(f"{what}: expected an int, got {type(v).__name__} {v!r}") from None
+            raise MapCodecError(f"{what}: expected an int, got {type(v).__name__} {v!r}") from None
         buf[off : off + size] = _int_bytes(iv, size, signed, what)
 
     return write
@@ -233,7 +233,7 @@ def _writer(btf: BTF, tid: int, what: str) -> Writer:
             def write_enum(buf: bytearray, off: int, v: Any) -> None:
                 if isinstance(v, str):  # an enumerator by name
                     if v not in names:
-                        raise MapError(f"{what}: {desc} has no enumerator {v!r} (has {', '.join(names)})")
+                        raise MapCodecError(f"{what}: {desc} has no enumerator {v!r} (has {', '.join(names)})")
                     v = names[v]
                 iw(buf, off, v)
 
@@ -255,7 +255,7 @@ def _writer(btf: BTF, tid: int, what: str) -> Writer:
     def write_bytes(buf: bytearray, off: int, v: Any) -> None:
         raw = bytes(v)
         if len(raw) > size:
-            raise MapError(f"{what}: {len(raw)} bytes do not fit in {desc} ({size} bytes)")
+            raise MapCodecError(f"{what}: {len(raw)} bytes do not fit in {desc} ({size} bytes)")
         buf[off : off + len(raw)] = raw
 
     return write_bytes
@@ -271,19 +271,19 @@ def _array_writer(btf: BTF, t: Any, desc: str, what: str) -> Writer:
     def write(buf: bytearray, off: int, v: Any) -> None:
         if isinstance(v, str):
             if not char:
-                raise MapError(f"{what}: {desc} is not a char array: give a list, not a string")
+                raise MapCodecError(f"{what}: {desc} is not a char array: give a list, not a string")
             v = v.encode()
             if len(v) >= n:
                 # C strings: keep room for the NUL the BPF side relies on
-                raise MapError(f"{what}: {len(v)}-byte string is too long for {desc} (at most {n - 1} bytes)")
+                raise MapCodecError(f"{what}: {len(v)}-byte string is too long for {desc} (at most {n - 1} bytes)")
         if isinstance(v, (bytes, bytearray, memoryview)) and (byteish or len(v) == n * esz):
             if len(v) > n * esz:
-                raise MapError(f"{what}: {len(v)} bytes do not fit in {desc}")
+                raise MapCodecError(f"{what}: {len(v)} bytes do not fit in {desc}")
             buf[off : off + len(v)] = bytes(v)
             return
         items = list(v)
         if len(items) > n:
-            raise MapError(f"{what}: {len(items)} items do not fit in {desc}")
+            raise MapCodecError(f"{what}: {len(items)} items do not fit in {desc}")
         for i, x in enumerate(items):
             elem(buf, off + i * esz, x)
 
@@ -331,12 +331,12 @@ def _composite_writer(btf: BTF, tid: int, what: str) -> Writer:
             return name
         if name.endswith("_") and (name[:-1] in plain or name[:-1] in bitf):
             return name[:-1]  # record attribute of a member named like a Python keyword
-        raise MapError(f"{what}: {tname} has no field {name!r} (fields: {', '.join(order)})")
+        raise MapCodecError(f"{what}: {tname} has no field {name!r} (fields: {', '.join(order)})")
 
     def write(buf: bytearray, off: int, v: Any) -> None:
         if isinstance(v, (bytes, bytearray, memoryview)):
             if len(v) > size:
-                raise MapError(f"{what}: {len(v)} bytes do not fit in {tname} ({size} bytes)")
+                raise MapCodecError(f"{what}: {len(v)} bytes do not fit in {tname} ({size} bytes)")
             buf[off : off + len(v)] = bytes(v)
             return
         pairs: list[tuple[str, Any]]
@@ -346,13 +346,13 @@ def _composite_writer(btf: BTF, tid: int, what: str) -> Writer:
             pairs = [(field_of(n), x) for n, x in v._asdict().items()]
         elif isinstance(v, (tuple, list)):
             if len(v) > len(order):
-                raise MapError(f"{what}: {len(v)} items for {tname}, which has {len(order)} fields")
+                raise MapCodecError(f"{what}: {len(v)} items for {tname}, which has {len(order)} fields")
             pairs = list(zip(order, v))
         else:
-            raise MapError(f"{what}: give {tname} as a dict, a tuple in field order or bytes, "
+            raise MapCodecError(f"{what}: give {tname} as a dict, a tuple in field order or bytes, "
                            f"not {type(v).__name__}")
         if is_union and len(pairs) > 1:
-            raise MapError(f"{what}: {tname} is a union: set one member, not {len(pairs)}")
+            raise MapCodecError(f"{what}: {tname} is a union: set one member, not {len(pairs)}")
         for name, x in pairs:
             if name in plain:
                 o, w = plain[name]
@@ -361,7 +361,7 @@ def _composite_writer(btf: BTF, tid: int, what: str) -> Writer:
                 bo, bits = bitf[name]
                 iv = int(x)
                 if not -(1 << (bits - 1)) <= iv < (1 << bits):
-                    raise MapError(f"{what}.{name}: {iv} does not fit in a {bits}-bit field")
+                    raise MapCodecError(f"{what}.{name}: {iv} does not fit in a {bits}-bit field")
                 mask = (1 << bits) - 1
                 first, last = bo // 8, (bo + bits + 7) // 8
                 shift = bo - first * 8
@@ -426,7 +426,7 @@ class TypedMap:
         # an array (then wrap the per-CPU values in PerCPU to say so).
         if isinstance(value, PerCPU) or (self.per_cpu and isinstance(value, list) and not self._array_value):
             if not self.per_cpu:
-                raise MapError(f"map {self.raw.name!r} is not per-CPU: give one value, not a PerCPU list")
+                raise MapCodecError(f"map {self.raw.name!r} is not per-CPU: give one value, not a PerCPU list")
             return [self.value_codec.encode(v) for v in value]
         return self.value_codec.encode(value)
 
