@@ -115,3 +115,20 @@ def test_py_typed_is_shipped() -> None:
     assert (ROOT / "tracekit/py.typed").is_file()
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "py.typed" in cfg["tool"]["setuptools"]["package-data"]["tracekit"]
+
+
+def test_every_package_is_installed() -> None:
+    # [tool.setuptools] lists packages by hand (tools/ is installed as tracekit_tools), so a
+    # new subpackage must be added there or a wheel silently lacks it.  Only packages under
+    # version control count: a colleague's package that is not committed yet is not shipped.
+    try:
+        tracked = subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "tracekit"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    found = {"/".join(p.split("/")[:-1]).replace("/", ".") for p in tracked if p.endswith("/__init__.py")}
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
+    assert cfg["package-dir"]["tracekit_tools"] == "tools" and "tracekit_tools" in listed
