@@ -20,6 +20,14 @@ run() {
     echo "checks: $what ok ($((SECONDS - t0))s)"
 }
 
+# tools/ is the package tracekit_tools (package-dir); the editable install makes it importable.
+# Without one (a fresh checkout), point a symlink at it so lint-imports still finds it.
+if ! python3 -c 'import tracekit_tools' 2>/dev/null; then
+    shim=$(mktemp -d)
+    trap 'rm -rf "$shim"' EXIT
+    ln -s "$PWD/tools" "$shim/tracekit_tools"
+    export PYTHONPATH="$PWD:$shim${PYTHONPATH:+:$PYTHONPATH}"
+fi
 run lint-imports python3 -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())' --no-cache --no-logo
 run ruff python3 -m ruff check --no-cache --quiet tracekit tools
 run mypy python3 -m mypy
