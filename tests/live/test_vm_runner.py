@@ -92,3 +92,28 @@ def test_cli_exit_code(kernel: kernels.Kernel) -> None:
                           cwd=CHECKOUT, capture_output=True, text=True)
     assert proc.returncode == 3, proc.stderr
     assert f"{kernel.release}: exit 3" in proc.stderr
+
+
+def test_a_venv_under_tmp_is_the_guests_python(kernel: kernels.Kernel, tmp_path_factory) -> None:
+    """The guest mounts a fresh tmpfs on /tmp: a venv there must still be what it runs."""
+    import tempfile
+    import venv
+
+    root = Path(tempfile.mkdtemp(prefix="tk-venv-", dir="/tmp"))
+    try:
+        venv.EnvBuilder(system_site_packages=True, with_pip=False, symlinks=True).create(root)
+        py = root / "bin" / "python3"
+        site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        Path(site, "tk_venv_marker.py").write_text("WHERE = __file__\n")
+        res = subprocess.run(
+            [py, "-m", "tests.vm.runner", "--kernel", kernel.series, "--timeout", "240", "--",
+             "python3", "-c", "import sys, pytest, tk_venv_marker; print(sys.prefix, tk_venv_marker.WHERE)"],
+            cwd=CHECKOUT, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        prefix, where = res.stdout.split()
+        assert prefix == str(root) and where.startswith(str(root))
+    finally:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)

@@ -360,6 +360,14 @@ mount --bind /ctl $R/run/tracekit-vm
 # imports then cost no 9p round trips for .pyc files.
 mkdir -p "$R$TK_PYCACHE"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose pycache "$R$TK_PYCACHE" || say "no pycache share"
+# The host's interpreter or venv under a directory the guest replaces with a tmpfs (/tmp,
+# /run, /dev/shm): shared read-only at the same path, so the guest runs the same python.
+i=0
+for p in $TK_EXTRA; do
+    mkdir -p "$R$p"
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro "extra$i" "$R$p" || fail "mount $p"
+    i=$((i + 1))
+done
 KVER=$(uname -r)
 # Debian kernels have no /proc/config.gz: expose the package's config where libbpf looks.
 mkdir -p $R/boot $R/lib/modules/$KVER

@@ -154,6 +154,22 @@ def real_python() -> Path:
     return exe
 
 
+#: directories the guest's init replaces with an empty tmpfs
+GUEST_TMPFS = ("/tmp", "/run", "/dev/shm")
+
+
+def extra_shares() -> list[str]:
+    """The host's venv and interpreter prefixes that would vanish in the guest (under a
+    directory it mounts a fresh tmpfs on): shared at the same path instead."""
+    out: list[str] = []
+    for prefix in (sys.prefix, sys.base_prefix, str(real_python().resolve().parent.parent)):
+        p = os.path.realpath(prefix)
+        inside_checkout = p == str(CHECKOUT) or p.startswith(str(CHECKOUT) + "/")  # shared already
+        if any(p == d or p.startswith(d + "/") for d in GUEST_TMPFS) and p not in out and not inside_checkout:
+            out.append(p)
+    return out
+
+
 def guest_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """CMD's environment: PATH with the real python first, PYTHONPATH, TRACEKIT_* and a few more."""
     py_dir = str(real_python().parent)
@@ -184,6 +200,7 @@ def _write_job(ctl: Path, kernel: Kernel, cmd: Sequence[str], cwd: Path,
         "TK_KMODULES": str(kernel.modules_dir.resolve()),
         "TK_SHELL": "1" if shell else "0",
         "TK_PYCACHE": str(cache_dir() / "pycache"),
+        "TK_EXTRA": " ".join(extra_shares()),
     }
     (ctl / "job").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in job.items()))
     envs = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
@@ -257,8 +274,10 @@ def qemu_argv(kernel: Kernel, ctl: Path, sockets: Sequence[Path], *, mem: str, s
     ]
     pycache = cache_dir() / "pycache"
     pycache.mkdir(parents=True, exist_ok=True)
-    for tag, path, ro in (("hostroot", "/", True), ("checkout", str(CHECKOUT), False),
-                          ("ctl", str(ctl), False), ("pycache", str(pycache), False)):
+    shares = [("hostroot", "/", True), ("checkout", str(CHECKOUT), False),
+              ("ctl", str(ctl), False), ("pycache", str(pycache), False)]
+    shares += [(f"extra{i}", p, True) for i, p in enumerate(extra_shares())]
+    for tag, path, ro in shares:
         argv += ["-fsdev", f"local,id={tag},path={path},security_model=none,multidevs=remap"
                  + (",readonly=on" if ro else ""),
                  "-device", f"virtio-9p-pci,fsdev={tag},mount_tag={tag}"]
