@@ -35,7 +35,7 @@ from tracekit.btf.reader import BTF
 from tracekit.btf.types import INT_BOOL, INT_CHAR, Kind
 from tracekit.errors import MapCodecError
 from tracekit.events.records import EventType
-from tracekit.kernel.maps import ARRAY_TYPES, Map
+from tracekit.kernel.maps import ARRAY_TYPES, FD_VALUE_TYPES, Map
 from tracekit.uapi import MapType
 
 Writer = Callable[[bytearray, int, Any], None]
@@ -392,6 +392,9 @@ class TypedMap:
         self.value_codec = Codec(btf, value_type_id, raw.value_size, f"map {name!r} value")
         self.per_cpu = raw.per_cpu
         self.is_array = raw.type in ARRAY_TYPES
+        # prog/perf-event/cgroup arrays and array-of-maps hold fds: slots are emptied by
+        # delete, not by writing zeros (which the kernel would read as fd 0)
+        self._fd_array = self.is_array and raw.type in FD_VALUE_TYPES
         vc = self.value_codec
         self._array_value = bool(vc.btf is not None and vc.type_id and vc.btf.kind_of(vc.type_id) == Kind.ARRAY)
 
@@ -517,6 +520,11 @@ class TypedMap:
         zero in one batch, so increments made between the two calls are lost (BCC's
         ``zero()`` has the same window; keep counters in a hash map where that matters).
         """
+        if self._fd_array:
+            got = self.items()
+            for k in range(self.raw.max_entries):
+                self.raw.delete(k)
+            return got
         if self.is_array:
             pairs = self.raw.lookup_batch()
             if pairs:
@@ -526,7 +534,11 @@ class TypedMap:
         return self._decode_pairs(self.raw.lookup_and_delete_batch())
 
     def clear(self) -> None:
-        """Delete every element (arrays: set every element to zero)."""
+        """Delete every element (arrays: set every element to zero; fd arrays: empty every slot)."""
+        if self._fd_array:
+            for k in range(self.raw.max_entries):
+                self.raw.delete(k)  # False for an empty slot
+            return
         if self.is_array:
             n = self.raw.max_entries
             zero = bytes(self.raw.value_size)
