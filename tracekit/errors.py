@@ -191,16 +191,17 @@ class ResourceLimitError(SyscallError):
     the limit is raised.  ``log`` keeps a verifier log if the kernel wrote one.
     """
 
-    #: what ran out, when the errno alone says it (subclasses)
+    #: what ran out and the limit that applies, when the errno alone says it (subclasses)
     default_resource = "a kernel or process resource"
+    default_limit = ""
 
     def __init__(self, op: str, err: int, detail: str = "", *, resource: str = "", limit: str = "",
                  log: str = "") -> None:
         self.resource = resource or self.default_resource
-        self.limit = limit
+        self.limit = limit or self.default_limit
         self.log = log
         if not detail:
-            detail = f"out of {self.resource}" + (f" ({limit})" if limit else "")
+            detail = f"out of {self.resource}" + (f" ({self.limit})" if self.limit else "")
         super().__init__(op, err, detail)
 
 
@@ -208,12 +209,14 @@ class FileDescriptorLimitError(ResourceLimitError):
     """EMFILE (this process's RLIMIT_NOFILE) or ENFILE (the system's fs.file-max)."""
 
     default_resource = "file descriptors"
+    default_limit = "RLIMIT_NOFILE: raise it with ulimit -n; or fs.file-max for ENFILE"
 
 
 class MemoryLimitError(ResourceLimitError):
     """ENOMEM: the memory cgroup, RLIMIT_MEMLOCK (kernels before 5.11), RLIMIT_AS or RAM."""
 
     default_resource = "memory"
+    default_limit = "the memory cgroup's limit; RLIMIT_MEMLOCK (ulimit -l) before Linux 5.11"
 
 
 class SizeLimitError(ResourceLimitError):
@@ -245,6 +248,20 @@ class KernelFileError(SyscallError):
     def __init__(self, op: str, err: int, detail: str = "", *, path: str = "") -> None:
         self.path = path
         super().__init__(op, err, detail)
+
+
+class SymbolsUnavailableError(TracekitError):
+    """Symbols cannot be read at all (e.g. /proc/kallsyms hides addresses); the message says how to fix it."""
+
+
+class USDTError(ParseError):
+    """A binary's ``.note.stapsdt`` USDT notes or an argument spec in them cannot be used;
+    the message names the probe and the argument."""
+
+
+class ReaderBusyError(TracekitError):
+    """A kernel channel that admits one reader at a time (a perf event array: one perf
+    event per CPU slot) already has one; the message says how to share it."""
 
 
 class MapCodecError(MapError, ValueError):

@@ -38,7 +38,9 @@ from tracekit.errors import (
     LoadError,
     NotSupportedError,
     ObjectNotFoundError,
+    PermissionDeniedError,
     ProbeNotFoundError,
+    ResourceLimitError,
     SyscallError,
     TracekitError,
     VerifierError,
@@ -508,6 +510,8 @@ class Object:
                         raise
                     log.debug("map %s: kernel refused its BTF types (%s); creating without", s.name, e)
                     m = Map.create(s.type, s.key_size, s.value_size, max_entries, **kwargs)
+            except (ResourceLimitError, PermissionDeniedError):
+                raise  # a limit or a privilege, not this map's definition: keep the class (issue 10)
             except SyscallError as e:
                 raise LoadError(f"object {self.name!r}: creating map {s.name!r} ({uapi.MapType(s.type).name}, "
                                 f"max_entries={max_entries}) failed: {e}") from e

@@ -63,8 +63,14 @@ class _CpuRing:
     def __init__(self, cpu: int, fd: FD, page_count: int) -> None:
         self.cpu = cpu
         self.fd = fd
-        self.mm = mmap.mmap(fd.fd, (1 + page_count) * PAGE_SIZE, mmap.MAP_SHARED,
-                            mmap.PROT_READ | mmap.PROT_WRITE)
+        try:
+            self.mm = mmap.mmap(fd.fd, (1 + page_count) * PAGE_SIZE, mmap.MAP_SHARED,
+                                mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as e:  # mmap dups the fd: EMFILE is possible; never a raw OSError
+            from tracekit.kernel.syscalls.diagnose import syscall_error
+
+            raise syscall_error(f"mmap perf buffer of CPU {cpu}", e.errno or 12, kind="mmap",
+                                need=("CAP_PERFMON", "CAP_IPC_LOCK")) from None
         self.meta = memoryview(self.mm)[:PAGE_SIZE].cast("Q")
         off = self.meta[_DATA_OFFSET] or PAGE_SIZE  # data_offset is 0 before Linux 4.1
         size = self.meta[_DATA_SIZE] or page_count * PAGE_SIZE

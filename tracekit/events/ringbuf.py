@@ -146,6 +146,7 @@ class RingMemory:
         try:
             cons = mmap.mmap(fd, PAGE_SIZE, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         except OSError as e:
+            _mmap_limit(what, e)
             raise MapError(f"{what}: mmap of the consumer page failed: {e.strerror} "
                            "(is the fd a BPF_MAP_TYPE_RINGBUF map?)") from None
         try:
@@ -153,6 +154,7 @@ class RingMemory:
                            offset=PAGE_SIZE)
         except OSError as e:
             cons.close()
+            _mmap_limit(what, e)
             raise MapError(f"{what}: mmap of the producer page and data failed: {e.strerror} "
                            f"(does max_entries={max_entries} match the map?)") from None
         try:
@@ -256,6 +258,16 @@ class _Drain:
             cons = pos
             cons_v[0] = cons
         return got
+
+
+def _mmap_limit(what: str, e: OSError) -> None:
+    """Raise the resource error when an mmap ran out of fds (mmap dups the fd) or memory."""
+    from tracekit.errors import RESOURCE_ERRNOS
+
+    if e.errno in RESOURCE_ERRNOS:
+        from tracekit.kernel.syscalls.diagnose import resource_error
+
+        raise resource_error(f"{what}: mmap", e.errno, kind="mmap") from None
 
 
 class RingBuffer(RecordStream):

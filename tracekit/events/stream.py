@@ -95,7 +95,12 @@ class RecordStream:
 
     def _open_epoll(self) -> select.epoll:
         """An epoll instance owned by the reader (its default :meth:`_wait_fd`)."""
-        self._ep = select.epoll()
+        try:
+            self._ep = select.epoll()
+        except OSError as e:  # EMFILE/ENOMEM: a TracekitError naming the limit (issue 10 item 5)
+            from tracekit.kernel.syscalls.diagnose import resource_error
+
+            raise resource_error(f"{self._what()}: epoll_create", e.errno or 12, kind="file") from None
         return self._ep
 
     # --- synchronous API -------------------------------------------------------------------

@@ -30,14 +30,18 @@ import threading
 from collections.abc import Sequence
 
 from tracekit.errors import (
+    RESOURCE_ERRNOS,
     AttachError,
     NotSupportedError,
     PermissionDeniedError,
+    ResourceLimitError,
     SyscallError,
+    TracekitError,
 )
 from tracekit.hooks.links import Link, attach_perf_event
 from tracekit.kernel.fd import FD
 from tracekit.kernel.syscalls import bpf as _bpf
+from tracekit.kernel.syscalls import diagnose as _diag
 from tracekit.kernel.syscalls import fs as _fs
 from tracekit.kernel.syscalls import perf as _perf
 from tracekit.kernel.syscalls.bpf import ENOTSUPP
@@ -58,21 +62,35 @@ _lock = threading.Lock()
 # --------------------------------------------------------------------------- PMU
 
 def pmu_type(pmu: str) -> int | None:
-    """The perf type number of dynamic PMU ``pmu`` ("kprobe", "uprobe"), None if absent."""
+    """The perf type number of dynamic PMU ``pmu`` ("kprobe", "uprobe"), None if absent.
+
+    Only a missing file means "no PMU": EMFILE or EACCES raise (a TracekitError), so an
+    fd shortage never silently sends us down the legacy tracefs path.
+    """
+    path = f"{PMU_ROOT}/{pmu}/type"
     try:
-        with open(f"{PMU_ROOT}/{pmu}/type") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _diag.file_error("read", path, e) from None
+    try:
+        return int(text.strip())
+    except ValueError:
         return None
 
 
 def retprobe_bit(pmu: str) -> int:
     """The config bit that makes a ``pmu`` event a return probe (``format/retprobe``: "config:0")."""
+    path = f"{PMU_ROOT}/{pmu}/format/retprobe"
     try:
-        with open(f"{PMU_ROOT}/{pmu}/format/retprobe") as f:
-            text = f.read().strip()
-    except OSError:
+        with open(path, "rb") as f:
+            text = f.read().decode("ascii", "replace").strip()
+    except FileNotFoundError:
         return 0  # every kernel with the PMU so far uses bit 0
+    except OSError as e:
+        raise _diag.file_error("read", path, e) from None
     m = re.fullmatch(r"config:(\d+)", text)
     if not m:
         raise AttachError(f"unexpected {PMU_ROOT}/{pmu}/format/retprobe contents {text!r}")
@@ -80,14 +98,16 @@ def retprobe_bit(pmu: str) -> int:
 
 
 def open_pmu_probe(pmu: str, name: str | bytes, offset: int, *, retprobe: bool, pid: int = -1,
-                   what: str) -> FD:
-    """perf_event_open on the ``pmu`` PMU: ``name`` is the kernel function or the binary path."""
+                   what: str, extra_config: int = 0) -> FD:
+    """perf_event_open on the ``pmu`` PMU: ``name`` is the kernel function or the binary path.
+
+    ``extra_config`` is OR-ed into ``config`` (the uprobe PMU's ``ref_ctr_offset`` field)."""
     typ = pmu_type(pmu)
     if typ is None:
         raise NotSupportedError(f"the {pmu} PMU", "4.17", f"{PMU_ROOT}/{pmu} does not exist")
     raw = name if isinstance(name, bytes) else os.fsencode(name)
     buf = ctypes.create_string_buffer(raw)
-    attr = _perf.PerfEventAttr(type=typ, config=(1 << retprobe_bit(pmu)) if retprobe else 0)
+    attr = _perf.PerfEventAttr(type=typ, config=((1 << retprobe_bit(pmu)) if retprobe else 0) | extra_config)
     attr.size = ctypes.sizeof(attr)
     attr.config1 = ctypes.addressof(buf)
     attr.config2 = offset
@@ -112,8 +132,17 @@ def legacy_events_file(kind: str) -> str:
 
 
 def _write_events(path: str, line: str) -> None:
+    """Append one command line to a tracefs events file.
+
+    Raises OSError (the kernel's answer: EINVAL, ENOENT, EBUSY, ... for the command) or,
+    when the file cannot even be opened (EMFILE, EACCES), the TracekitError saying why —
+    which is an OSError too, so callers' ``except OSError`` keep working.
+    """
     # tracefs refuses the seek that open(path, "a") does (EINVAL): append with O_APPEND.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except OSError as e:
+        raise _diag.file_error("open", path, e) from None
     try:
         os.write(fd, line.encode() + b"\n")
     finally:
@@ -139,11 +168,12 @@ def _pid_alive(pid: int) -> bool:
 
 def list_legacy_events(kind: str) -> list[str]:
     """Names of tracekit's events (``tracekit/tk_*``) currently in ``<kind>_events``."""
+    path = legacy_events_file(kind)
     try:
-        with open(legacy_events_file(kind)) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError as e:
+        raise _diag.file_error("read", path, e) from None
     out = []
     for line in lines:
         # "p:tracekit/tk_123_0_do_sys_openat2 do_sys_openat2" / "r4:tracekit/... ..."
@@ -165,9 +195,35 @@ def sweep_stale_events(kind: str) -> list[str]:
             try:
                 _write_events(path, f"-:{LEGACY_GROUP}/{name}")
                 removed.append(name)
+            except TracekitError:
+                raise  # cannot open the file at all (EMFILE, EACCES): say so
             except OSError:
                 pass  # still in use (EBUSY) or raced with another sweeper: leave it
     return removed
+
+
+_swept: set[str] = set()
+
+
+def sweep_once(kind: str) -> None:
+    """Sweep events of dead tracekit processes once per process and kind, whichever way we
+    attach: a probe through the PMU must clean up after a killed legacy user too.  Best
+    effort: no tracefs, no privilege or no ``<kind>_events`` means nothing to sweep."""
+    if kind in _swept:
+        return
+    try:
+        sweep_stale_events(kind)
+    except (TracekitError, OSError) as e:
+        if isinstance(e, SyscallError) and e.errno in RESOURCE_ERRNOS:
+            raise  # out of fds now: the attach would fail next anyway, with the same truth
+        log_sweep(kind, e)
+    _swept.add(kind)
+
+
+def log_sweep(kind: str, e: BaseException) -> None:
+    import logging
+
+    logging.getLogger("tracekit.hooks.kprobe").debug("no sweep of stale %s events: %s", kind, e)
 
 
 def remove_legacy_event(kind: str, name: str) -> None:
@@ -187,8 +243,12 @@ def open_legacy_probe(kind: str, spec_text: str, label: str, *, retprobe: bool, 
         name = legacy_event_name(label)
         try:
             _write_events(path, f"{'r' if retprobe else 'p'}:{LEGACY_GROUP}/{name} {spec_text}")
+        except TracekitError:
+            raise
         except OSError as e:
             err = e.errno or _errno.EIO
+            if err in RESOURCE_ERRNOS:
+                raise _diag.resource_error(f"write {path}", err, kind="file") from None
             if err in (_errno.EPERM, _errno.EACCES):
                 raise PermissionDeniedError(f"write {path}", err) from None
             hint = {
@@ -207,7 +267,7 @@ def open_legacy_probe(kind: str, spec_text: str, label: str, *, retprobe: bool, 
         try:
             remove_legacy_event(kind, name)
         except OSError:
-            pass
+            pass  # (out of fds, say): the next start's sweep removes it, the name has our pid
         raise
 
 
@@ -218,10 +278,11 @@ def kprobe_pmu_available() -> bool:
 
 
 def _kprobe_events_available() -> bool:
+    # Only "absent" is an answer; a privilege or fd problem propagates with its own message.
     try:
         legacy_events_file("kprobe")
         return True
-    except (NotSupportedError, PermissionDeniedError, SyscallError):
+    except NotSupportedError:
         return False
 
 
@@ -252,11 +313,13 @@ def attach_kprobe(prog_fd: int, func: str, offset: int = 0, *, retprobe: bool = 
     what = f"{kind} {label}"
     use_pmu = kprobe_pmu_available() if legacy is None else not legacy
     if use_pmu:
+        sweep_once("kprobe")
+    if use_pmu:
         if not kprobe_pmu_available():
             raise NotSupportedError("the kprobe PMU", "4.17", f"{PMU_ROOT}/kprobe does not exist")
         try:
             pfd = open_pmu_probe("kprobe", func, offset, retprobe=retprobe, what=what)
-        except PermissionDeniedError:
+        except (PermissionDeniedError, ResourceLimitError):
             raise
         except SyscallError as e:
             raise _kprobe_error(what, func, e) from None
@@ -291,11 +354,7 @@ _syscall_prefix: str | None = None
 def _kallsyms_has(names: Sequence[bytes]) -> dict[bytes, bool]:
     """Which of ``names`` are text symbols in /proc/kallsyms (one pass, C-speed search)."""
     found = {n: False for n in names}
-    try:
-        with open("/proc/kallsyms", "rb") as f:
-            data = f.read()
-    except OSError:
-        return found
+    data = _diag.read_kernel_file("/proc/kallsyms")
     for n in names:
         # lines are "addr type name[\t[module]]\n"
         found[n] = (b" " + n + b"\n") in data or (b" " + n + b"\t") in data
@@ -330,6 +389,7 @@ def attach_ksyscall(prog_fd: int, name: str, *, retprobe: bool = False, cookie: 
 
 def _filter_functions() -> list[str]:
     """Names in available_filter_functions (module suffixes dropped), else kallsyms text symbols."""
+    path = "available_filter_functions"
     try:
         path = os.path.join(_fs.tracefs_path(), "available_filter_functions")
         with open(path) as f:
@@ -337,14 +397,18 @@ def _filter_functions() -> list[str]:
         names = [line.split(None, 1)[0] for line in text.splitlines() if line]
         if names:
             return names
-    except (OSError, NotSupportedError, PermissionDeniedError, SyscallError):
+    except OSError as e:  # unreadable (not root, ...): kallsyms below; out of fds: say so
+        if e.errno in RESOURCE_ERRNOS:
+            if isinstance(e, TracekitError):
+                raise
+            raise _diag.file_error("read", path, e) from None
+    except NotSupportedError:
         pass
     out = []
-    with open("/proc/kallsyms") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3 and parts[1] in "tT":
-                out.append(parts[2])
+    for raw in _diag.read_kernel_file("/proc/kallsyms").splitlines():
+        parts = raw.decode("ascii", "replace").split()
+        if len(parts) >= 3 and parts[1] in "tT":
+            out.append(parts[2])
     return out
 
 
@@ -390,7 +454,7 @@ def attach_kprobe_multi(prog_fd: int, pattern: str | Sequence[str], *, retprobe:
         fd = _bpf.link_create(prog_fd, 0, AttachType.TRACE_KPROBE_MULTI, kprobe_multi_syms=syms,
                               kprobe_multi_cookies=cks,
                               kprobe_multi_flags=KPROBE_MULTI_RETURN if retprobe else 0)
-    except PermissionDeniedError:
+    except (PermissionDeniedError, ResourceLimitError):
         raise
     except SyscallError as e:
         if e.errno in (_errno.EOPNOTSUPP, ENOTSUPP):
@@ -413,5 +477,5 @@ def attach_kprobe_multi(prog_fd: int, pattern: str | Sequence[str], *, retprobe:
 __all__ = [
     "attach_kprobe", "attach_ksyscall", "attach_kprobe_multi", "parse_kprobe_target", "match_functions",
     "syscall_prefix", "pmu_type", "open_pmu_probe", "open_legacy_probe", "remove_legacy_event",
-    "list_legacy_events", "sweep_stale_events", "kprobe_pmu_available",
+    "list_legacy_events", "sweep_stale_events", "sweep_once", "kprobe_pmu_available",
 ]

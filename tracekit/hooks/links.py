@@ -16,6 +16,7 @@ from tracekit.errors import (
     AttachError,
     NotSupportedError,
     PermissionDeniedError,
+    ResourceLimitError,
     SyscallError,
 )
 from tracekit.kernel.fd import FD
@@ -124,8 +125,8 @@ class Link:
 
 
 def _attach_error(what: str, e: SyscallError, hint: str) -> Exception:
-    if isinstance(e, PermissionDeniedError):
-        return e
+    if isinstance(e, (PermissionDeniedError, ResourceLimitError)):
+        return e  # already says what is missing; wrapping would say it twice or hide the class
     return AttachError(f"cannot attach {what}: {e}" + (f"; {hint}" if hint else ""))
 
 
@@ -147,8 +148,8 @@ def attach_perf_event(prog_fd: int, perf_fd: FD, *, cookie: int = 0, kind: str =
             try:
                 lfd = _bpf.link_create(prog_fd, perf_fd.fd, AttachType.PERF_EVENT, bpf_cookie=cookie)
                 return Link(lfd, perf_fd=perf_fd, kind=kind, target=target, cookie=cookie, cleanup=cleanup)
-            except PermissionDeniedError:
-                raise
+            except (PermissionDeniedError, ResourceLimitError):
+                raise  # out of fds is not "old kernel": no fallback to the ioctl path
             except SyscallError as e:
                 link_err = e
         # LINK_CREATE failed: maybe an old kernel without perf links; try the ioctl path.
@@ -185,7 +186,7 @@ def attach_tracepoint(prog_fd: int, category: str, name: str, *, cookie: int = 0
         raise AttachError(f"cannot attach to tracepoint {target}: tracefs is unavailable: {e}") from e
     try:
         pfd = _perf.open_tracepoint(tp_id, what=f"tracepoint {target}")
-    except PermissionDeniedError:
+    except (PermissionDeniedError, ResourceLimitError):
         raise
     except SyscallError as e:
         raise AttachError(f"cannot open a perf event for tracepoint {target}: {e}") from e
@@ -222,7 +223,7 @@ def attach_tracing(prog_fd: int, attach_type: int, *, cookie: int = 0, target: s
     try:
         fd = _bpf.link_create(prog_fd, 0, attach_type, tracing_cookie=cookie)
         return Link(fd, kind=at_name, target=label, cookie=cookie)
-    except PermissionDeniedError:
+    except (PermissionDeniedError, ResourceLimitError):
         raise
     except SyscallError as e:
         link_err = e

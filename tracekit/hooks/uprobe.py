@@ -21,12 +21,13 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
-from tracekit.errors import AttachError, PermissionDeniedError, SyscallError
+from tracekit.errors import RESOURCE_ERRNOS, AttachError, PermissionDeniedError, SyscallError
 from tracekit.hooks.kprobe import (
     open_legacy_probe,
     open_pmu_probe,
     pmu_type,
     remove_legacy_event,
+    sweep_once,
 )
 from tracekit.hooks.links import Link, attach_perf_event
 
@@ -108,7 +109,12 @@ def _elf_tables(path: str, mtime_ns: int) -> tuple[list[tuple[bytes, bytes]], li
                 tables.append((sec.data(), strtab.data()))
     except (OSError, _PyELFError) as e:
         if isinstance(e, PermissionError):
-            raise PermissionDeniedError(f"read {path}", e.errno or 13) from None
+            raise PermissionDeniedError(f"read {path}", e.errno or 13,
+                                        f"{path} is not readable by uid {os.geteuid()}") from None
+        if isinstance(e, OSError) and e.errno in RESOURCE_ERRNOS:
+            from tracekit.kernel.syscalls.diagnose import resource_error
+
+            raise resource_error(f"read {path}", e.errno, kind="file") from None
         raise AttachError(f"cannot read ELF symbols of {path}: {e}") from None
     return tables, loads
 
@@ -189,11 +195,14 @@ def attach_uprobe(prog_fd: int, path: str, func: str = "", offset: int = 0, *, r
     what = f"{kind} {label}" + (f" (pid {pid})" if pid >= 0 else "")
     use_pmu = pmu_type("uprobe") is not None if legacy is None else not legacy
     if use_pmu:
+        sweep_once("uprobe")  # events a killed legacy user left behind go at our start too
         try:
             pfd = open_pmu_probe("uprobe", real, file_off, retprobe=retprobe, pid=pid, what=what)
         except PermissionDeniedError:
             raise
         except SyscallError as e:
+            if e.errno in RESOURCE_ERRNOS:
+                raise
             raise AttachError(f"cannot create {what} at file offset {file_off:#x}: {e}") from None
         return attach_perf_event(prog_fd, pfd, cookie=cookie, kind=kind, target=label)
     if any(c.isspace() for c in real):

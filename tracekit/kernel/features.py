@@ -64,11 +64,26 @@ def _memo(fn: Callable[[], bool]) -> Callable[[], bool]:
 # --- helpers -------------------------------------------------------------------------------
 
 
+def _unknowable(err: int, op: str, kind: str, need: tuple[str, ...]) -> None:
+    """Raise when ``err`` says nothing about the feature: a limit ran out (EMFILE, ENOMEM,
+    ...) or we lack the privilege to ask.  Answering "no" then would be a lie that is
+    also cached; the exception is not cached, so the next call asks again."""
+    from tracekit.errors import RESOURCE_ERRNOS
+    from tracekit.kernel.syscalls import diagnose
+
+    if err in RESOURCE_ERRNOS - {_errno.E2BIG}:
+        raise diagnose.resource_error(f"{op} (kernel feature probe)", err, kind=kind)
+    if err in (_errno.EPERM, _errno.EACCES) and diagnose.missing_caps(need):
+        raise diagnose.permission_error(f"{op} (kernel feature probe)", err, need)
+
+
 def _load_btf(b: BTFBuilder) -> int:
     """Load a BTF blob; returns an fd (caller closes) or -errno."""
-    from tracekit.kernel.syscalls import bpf
+    from tracekit.kernel.syscalls import bpf, diagnose
 
     fd, err, _ = bpf.btf_load(b.encode())
+    if err:
+        _unknowable(err, "load BTF", "btf", diagnose.NEEDS_BPF)
     return fd if not err else -err
 
 
@@ -90,7 +105,7 @@ def _prog_load(prog_type: int, insns: list[Insn], **kw: Any) -> tuple[int, str]:
     """Load a program; returns (0 or -errno, verifier log if asked for)."""
     import ctypes
 
-    from tracekit.kernel.syscalls import bpf
+    from tracekit.kernel.syscalls import bpf, diagnose
 
     want_log = kw.pop("want_log", False)
     buf = ctypes.create_string_buffer(16384) if want_log else None
@@ -99,6 +114,8 @@ def _prog_load(prog_type: int, insns: list[Insn], **kw: Any) -> tuple[int, str]:
     if fd >= 0 and not err:
         os.close(fd)
         return 0, ""
+    need = diagnose.NEEDS_TRACING if prog_type in bpf._PERFMON_PROG_TYPES else diagnose.NEEDS_BPF
+    _unknowable(err, f"load a {uapi.ProgType(prog_type).name.lower()} program", "prog", need)
     return -err, (buf.value.decode("utf-8", "replace") if buf is not None else "")
 
 
@@ -283,7 +300,7 @@ def syscall_wrapper() -> bool:
         log.debug("syscall_wrapper: no vmlinux BTF (%s), reading kallsyms", e)
     from tracekit.kernel.kconfig import read_kallsyms
 
-    return bool(read_kallsyms([name]))
+    return bool(read_kallsyms([name], addresses=False))
 
 
 # --- program, map and attach types -------------------------------------------------------
@@ -367,14 +384,22 @@ def _map_type(t: int) -> bool:
     elif name in ("ARRAY_OF_MAPS", "HASH_OF_MAPS"):
         try:
             inner = bpf.map_create(M.ARRAY, 4, 4, 1)
-        except OSError:
+        except OSError as e:
+            _unknowable(e.errno or 0, "create an array map", "map", ("CAP_BPF",))
             return False
         kw["inner_map_fd"] = inner.fd
     elif name == "STRUCT_OPS":
         return False  # needs a kernel struct_ops type to instantiate; see prog_type("struct_ops")
     try:
         fd = bpf.map_create(t, key, value, entries, flags=flags, map_extra=extra, name="tk_probe", **kw)
-    except OSError:
+    except OSError as e:
+        if inner is not None:
+            inner.close()
+            inner = None
+        if btf_fd >= 0:
+            os.close(btf_fd)
+            btf_fd = -1
+        _unknowable(e.errno or 0, f"create a {name.lower()} map", "map", ("CAP_BPF",))
         return False
     finally:
         if inner is not None:

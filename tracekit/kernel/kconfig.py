@@ -7,6 +7,7 @@ it (a ``__kconfig`` ``CONFIG_*``, an untyped ``__ksym``).
 
 from __future__ import annotations
 
+import errno as _errno
 import gzip
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,11 +53,13 @@ def read_config(path: str | None = None) -> tuple[dict[str, str], str] | None:
     path = path or find_config()
     if path is None:
         return None
+    from tracekit.kernel.syscalls import diagnose
+
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
-    except OSError as e:
-        raise TracekitError(f"cannot read kernel config {path!r}: {e.strerror}") from e
+    except OSError as e:  # a specific TracekitError: EMFILE, EACCES and the rest say what they are
+        raise diagnose.file_error("read kernel config", path, e) from None
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -65,13 +68,19 @@ def read_config(path: str | None = None) -> tuple[dict[str, str], str] | None:
     return parse_config(raw.decode("utf-8", "replace")), path
 
 
-def read_kallsyms(names: Iterable[str], path: str = "/proc/kallsyms") -> dict[str, int] | None:
-    """Addresses of ``names`` in kallsyms (others skipped); None if it cannot be read.
+def read_kallsyms(names: Iterable[str], path: str = "/proc/kallsyms", *,
+                  addresses: bool = True) -> dict[str, int] | None:
+    """Addresses of ``names`` in kallsyms (others skipped); None if there is no such file.
 
     A name listed with several addresses (static functions in different files) is
     ambiguous; it maps to -1 so the resolver can say so.  Module symbols (``[mod]``
-    suffix) count like any other, as in libbpf.
+    suffix) count like any other, as in libbpf.  Any other read failure raises a
+    TracekitError.  With ``addresses`` (the default), kallsyms showing every address as
+    0 (kernel.kptr_restrict hides them from this process) raises PermissionDeniedError
+    instead of handing out zeros; ``addresses=False`` only asks which names exist.
     """
+    from tracekit.kernel.syscalls import diagnose
+
     wanted = set(names)
     out: dict[str, int] = {}
     if not wanted:
@@ -79,8 +88,10 @@ def read_kallsyms(names: Iterable[str], path: str = "/proc/kallsyms") -> dict[st
     try:
         with open(path, "rb") as fh:
             data = fh.read()
-    except OSError:
+    except FileNotFoundError:
         return None
+    except OSError as e:
+        raise diagnose.file_error("read", path, e) from None
     for name in wanted:
         needle = b" " + name.encode()
         pos = 0
@@ -103,6 +114,14 @@ def read_kallsyms(names: Iterable[str], path: str = "/proc/kallsyms") -> dict[st
                 continue
             prev = out.get(name)
             out[name] = addr if prev is None or prev == addr else -1
+    if addresses and out and all(a == 0 for a in out.values()):
+        from tracekit.errors import PermissionDeniedError
+
+        restrict = diagnose._read_small("/proc/sys/kernel/kptr_restrict")
+        raise PermissionDeniedError(
+            f"read {path}", _errno.EACCES,
+            f"kallsyms shows every address as 0 to uid {os.geteuid()} (kernel.kptr_restrict = {restrict}); "
+            "resolving __ksym externs needs CAP_SYSLOG (run as root)")
     return out
 
 
@@ -116,8 +135,12 @@ def kernel_version() -> int:
             sig = fh.read().split()
         if len(sig) >= 3:
             return kernel_version_code(sig[2])
-    except OSError:
+    except FileNotFoundError:
         pass
+    except OSError as e:
+        from tracekit.kernel.syscalls import diagnose
+
+        raise diagnose.file_error("read", "/proc/version_signature", e) from None
     return kernel_version_code(os.uname().release)
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tracekit import uapi
-from tracekit.errors import MapError, SyscallError, error_for_errno
+from tracekit.errors import MapError, ResourceLimitError, SyscallError, error_for_errno
 from tracekit.kernel.fd import FD
 from tracekit.kernel.syscalls import bpf as _bpf
 from tracekit.kernel.syscalls.bpf import ENOTSUPP, MapInfo
@@ -139,8 +139,8 @@ class Map:
                 map_extra=map_extra,
             )
         except SyscallError as e:
-            if e.errno in (_errno.EPERM, _errno.EACCES):
-                raise
+            if e.errno in (_errno.EPERM, _errno.EACCES) or isinstance(e, ResourceLimitError):
+                raise  # already names the privilege or the limit (issue 10 item 5)
             try:
                 tname = MapType(type).name.lower()
             except ValueError:
@@ -551,7 +551,9 @@ class Map:
             raise error_for_errno(f"mmap {self._what}", e.errno or _errno.EPERM,
                                   "a frozen map can only be mapped read-only") from None
         except OSError as e:
-            raise error_for_errno(f"mmap {self._what}", e.errno or _errno.EINVAL) from None
+            from tracekit.kernel.syscalls.diagnose import syscall_error
+
+            raise syscall_error(f"mmap {self._what}", e.errno or _errno.EINVAL, kind="mmap") from None
 
 
 def _dup_int(fd: int) -> FD:

@@ -25,14 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from tracekit.errors import (
+    RESOURCE_ERRNOS,
     BTFLoadError,
     PermissionDeniedError,
     SyscallError,
     VerifierError,
-    error_for_errno,
 )
 from tracekit.kernel.fd import FD
-from tracekit.uapi import BPF_OBJ_NAME_LEN, Cmd
+from tracekit.kernel.syscalls import diagnose as _diag
+from tracekit.uapi import BPF_OBJ_NAME_LEN, Cmd, MapType, ProgType
 
 _u8 = ctypes.c_uint8
 _u16 = ctypes.c_uint16
@@ -456,19 +457,46 @@ def sys_bpf(cmd: int, attr: ctypes.Structure, size: int | None = None) -> tuple[
     return ret, 0
 
 
-def bpf(cmd: int, attr: ctypes.Structure, op: str = "", detail: str = "") -> int:
+#: what each command makes or needs, for error messages: (kind for resource errors, privileges)
+_CMD_KIND: dict[int, tuple[str, tuple[str, ...]]] = {
+    Cmd.MAP_CREATE: ("map", _diag.NEEDS_BPF),
+    Cmd.PROG_LOAD: ("prog", _diag.NEEDS_BPF),
+    Cmd.BTF_LOAD: ("btf", _diag.NEEDS_BPF),
+    Cmd.LINK_CREATE: ("attr", _diag.NEEDS_TRACING),
+    Cmd.RAW_TRACEPOINT_OPEN: ("attr", _diag.NEEDS_TRACING),
+    # the id space is the whole system's: CAP_SYS_ADMIN only (kernel/bpf/syscall.c)
+    Cmd.PROG_GET_NEXT_ID: ("attr", _diag.NEEDS_MOUNT),
+    Cmd.MAP_GET_NEXT_ID: ("attr", _diag.NEEDS_MOUNT),
+    Cmd.BTF_GET_NEXT_ID: ("attr", _diag.NEEDS_MOUNT),
+    Cmd.LINK_GET_NEXT_ID: ("attr", _diag.NEEDS_MOUNT),
+    Cmd.PROG_GET_FD_BY_ID: ("attr", _diag.NEEDS_MOUNT),
+    Cmd.MAP_GET_FD_BY_ID: ("attr", _diag.NEEDS_MOUNT),
+    Cmd.BTF_GET_FD_BY_ID: ("attr", _diag.NEEDS_MOUNT),
+    Cmd.LINK_GET_FD_BY_ID: ("attr", _diag.NEEDS_MOUNT),
+}
+
+
+def bpf_error(cmd: int, op: str, err: int, detail: str = "", *, size: int | None = None) -> SyscallError:
+    """The tracekit exception for ``err`` from bpf(``cmd``): resource errnos name their limit,
+    EPERM/EACCES the missing capability."""
+    kind, need = _CMD_KIND.get(cmd, ("attr", _diag.NEEDS_BPF))
+    return _diag.syscall_error(op or f"bpf({Cmd(cmd).name})", err, detail, kind=kind, need=need, size=size)
+
+
+def bpf(cmd: int, attr: ctypes.Structure, op: str = "", detail: str = "", *, size: int | None = None) -> int:
     """bpf() raising the tracekit exception for a failure (EINTR is retried)."""
     while True:
         ret, err = sys_bpf(cmd, attr)
         if err == _errno.EINTR:
             continue
         if err:
-            raise error_for_errno(op or f"bpf({Cmd(cmd).name})", err, detail)
+            raise bpf_error(cmd, op, err, detail, size=size)
         return ret
 
 
-def _fd_result(cmd: int, attr: ctypes.Structure, what: str, op: str, detail: str = "") -> FD:
-    return FD(bpf(cmd, attr, op, detail), what)
+def _fd_result(cmd: int, attr: ctypes.Structure, what: str, op: str, detail: str = "",
+               size: int | None = None) -> FD:
+    return FD(bpf(cmd, attr, op, detail, size=size), what)
 
 
 def _ptr(buf: Any) -> int:
@@ -529,7 +557,10 @@ def map_create(
         btf_vmlinux_value_type_id=btf_vmlinux_value_type_id,
         map_extra=map_extra,
     )
-    return _fd_result(Cmd.MAP_CREATE, a, f"map {name!r}" if name else "map", f"create map {name!r}")
+    # what the kernel allocates, roughly: named in an ENOMEM so the user sees what to shrink
+    approx = (key_size + value_size) * max_entries if map_type != MapType.RINGBUF else max_entries
+    return _fd_result(Cmd.MAP_CREATE, a, f"map {name!r}" if name else "map", f"create map {name!r}",
+                      size=approx or None)
 
 
 def _elem(cmd: int, map_fd: int, key: Any, value: Any, flags: int) -> int:
@@ -607,7 +638,7 @@ def obj_pin(fd: int, path: str) -> None:
             hint = f"{path} already exists: unlink it or choose another path"
         elif err in (_errno.EPERM, _errno.EINVAL, _errno.ENOENT):
             hint = f"{os.path.dirname(path) or '.'} must be a directory on a mounted bpffs (mount -t bpf bpf /sys/fs/bpf)"
-        raise error_for_errno(f"pin to {path}", err, hint)
+        raise bpf_error(Cmd.OBJ_PIN, f"pin to {path}", err, hint)
 
 
 def obj_get(path: str, file_flags: int = 0) -> FD:
@@ -616,7 +647,7 @@ def obj_get(path: str, file_flags: int = 0) -> FD:
     ret, err = sys_bpf(Cmd.OBJ_GET, a)
     if err:
         hint = "no pinned object there" if err == _errno.ENOENT else ""
-        raise error_for_errno(f"open pinned object {path}", err, hint)
+        raise bpf_error(Cmd.OBJ_GET, f"open pinned object {path}", err, hint)
     return FD(ret, f"pinned {path}")
 
 
@@ -722,6 +753,13 @@ def load_program(
                            log_level=log_level, log_buf=log_buf, **kwargs)
     if not err:
         return FD(fd, f"program {name!r}")
+    op = f"load program {name!r}"
+    if err in RESOURCE_ERRNOS and err != _errno.E2BIG:
+        # Out of fds or memory: the verifier may well have accepted the program (the fd is
+        # allocated last), so its log says nothing useful; a retry with a log would only
+        # hit the same limit.  E2BIG goes on: the log says which size limit it was.
+        raise _diag.resource_error(op, err, kind="prog", detail=hint,
+                                   size=len(insns) if err == _errno.ENOMEM else None)
     level = log_level or 1
     size = INITIAL_LOG_SIZE
     log = ""
@@ -739,17 +777,32 @@ def load_program(
         break
     if err == _errno.ENOSPC and size >= MAX_LOG_SIZE:
         log += f"\n(verifier log truncated at {MAX_LOG_SIZE} bytes)"
+    if err in RESOURCE_ERRNOS:
+        last = log.rstrip().splitlines()[-1:] if log.strip() else []
+        detail = "; ".join(x for x in (hint, *(f"verifier: {ln}" for ln in last)) if x)
+        raise _diag.resource_error(op, err, kind="prog", detail=detail, log=log,
+                                   size=len(insns) if err == _errno.ENOMEM else None)
     if not log.strip():
         if err in (_errno.EPERM, _errno.EACCES):
-            if os.geteuid() == 0:
-                why = ("the kernel refused although we run as root: kernel lockdown, a security "
-                       "module, or an attach point this kernel does not allow (e.g. fentry/fexit "
-                       "without ftrace direct calls)")
-            else:
-                why = "loading BPF programs needs root (CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN)"
-            raise PermissionDeniedError(f"load program {name!r}", err, hint or why)
-        raise error_for_errno(f"load program {name!r}", err, hint or "the kernel gave no verifier log")
+            need = _diag.NEEDS_TRACING if prog_type in _PERFMON_PROG_TYPES else (
+                _diag.NEEDS_BPF if prog_type in _PLAIN_PROG_TYPES else ("CAP_BPF", "CAP_NET_ADMIN"))
+            if not _diag.missing_caps(need):
+                who = "we run as root" if os.geteuid() == 0 else f"this process has {', '.join(need)}"
+                why = (f"the kernel refused although {who}: kernel lockdown, a security module, or an "
+                       "attach point this kernel does not allow (e.g. fentry/fexit without ftrace "
+                       "direct calls)")
+                raise PermissionDeniedError(op, err, f"{hint}; {why}" if hint else why)
+            raise _diag.permission_error(op, err, need, hint)
+        raise bpf_error(Cmd.PROG_LOAD, op, err, hint or "the kernel gave no verifier log")
     raise VerifierError(name, err, log, hint)
+
+
+#: program types the kernel loads only with CAP_PERFMON too (is_perfmon_prog_type())
+_PERFMON_PROG_TYPES = frozenset(int(ProgType[n]) for n in (
+    "KPROBE", "TRACEPOINT", "PERF_EVENT", "RAW_TRACEPOINT", "RAW_TRACEPOINT_WRITABLE", "TRACING",
+    "STRUCT_OPS", "EXT", "LSM"))
+#: ... and the ones that need neither CAP_PERFMON nor CAP_NET_ADMIN
+_PLAIN_PROG_TYPES = frozenset(int(ProgType[n]) for n in ("SOCKET_FILTER", "CGROUP_SKB", "SYSCALL"))
 
 
 def btf_load(data: bytes, *, log_level: int = 0, log_buf: ctypes.Array | None = None) -> tuple[int, int, int]:
@@ -761,10 +814,11 @@ def btf_load(data: bytes, *, log_level: int = 0, log_buf: ctypes.Array | None = 
         btf_log_buf=_ptr(log_buf), btf_log_size=ctypes.sizeof(log_buf) if log_buf is not None else 0,
         btf_log_level=log_level if log_buf is not None else 0,
     )
-    while True:
+    for _ in range(10):  # bounded: a persistent EAGAIN is reported, not spun on
         ret, err = sys_bpf(Cmd.BTF_LOAD, a)
         if err not in (_errno.EINTR, _errno.EAGAIN):
-            return (ret if not err else -1), err, a.btf_log_true_size
+            break
+    return (ret if not err else -1), err, a.btf_log_true_size
 
 
 def load_btf(data: bytes, name: str = "") -> FD:
@@ -784,8 +838,12 @@ def load_btf(data: bytes, name: str = "") -> FD:
             size = min(MAX_LOG_SIZE, max(size * 4, true_size + 1))
             continue
         break
-    if err in (_errno.EPERM, _errno.EACCES) and not log.strip():
-        raise error_for_errno(f"load BTF {name}".rstrip(), err)
+    if (err in (_errno.EPERM, _errno.EACCES) and not log.strip()) or err in RESOURCE_ERRNOS - {_errno.E2BIG}:
+        # not a rejection of the BTF: a privilege or a limit (the object would load elsewhere)
+        raise bpf_error(Cmd.BTF_LOAD, f"load BTF {name}".rstrip(), err, size=len(data))
+    if err == _errno.E2BIG:
+        raise bpf_error(Cmd.BTF_LOAD, f"load BTF {name}".rstrip(), err,
+                        f"{len(data)} bytes" + (f"; kernel: {log.strip().splitlines()[-1]}" if log.strip() else ""))
     what = f"BTF of {name}" if name else "BTF"
     raise BTFLoadError(f"the kernel rejected the {what}: {os.strerror(err)} ({_errno.errorcode.get(err, err)})", log)
 
@@ -919,7 +977,7 @@ def _next_id(cmd: int, start: int) -> int | None:
     if err == _errno.ENOENT:
         return None
     if err:
-        raise error_for_errno(f"bpf({Cmd(cmd).name})", err)
+        raise bpf_error(cmd, "", err)
     return a.next_id
 
 
@@ -944,7 +1002,7 @@ def _fd_by_id(cmd: int, obj_id: int, what: str) -> FD:
     a = GetIdAttr(start_id=obj_id)
     ret, err = sys_bpf(cmd, a)
     if err:
-        raise error_for_errno(f"open {what} id {obj_id}", err, "no such id" if err == _errno.ENOENT else "")
+        raise bpf_error(cmd, f"open {what} id {obj_id}", err, "no such id" if err == _errno.ENOENT else "")
     return FD(ret, f"{what} id {obj_id}")
 
 

@@ -16,8 +16,8 @@ from tracekit.errors import (
     AttachError,
     NotSupportedError,
     PermissionDeniedError,
-    SyscallError,
 )
+from tracekit.kernel.syscalls import diagnose as _diag
 
 TRACEFS_DEFAULT = "/sys/kernel/tracing"
 DEBUGFS_DEFAULT = "/sys/kernel/debug"
@@ -39,11 +39,11 @@ def _unescape(field: str) -> str:
 def mounts() -> list[tuple[str, str, str]]:
     """``(source, mount point, fs type)`` for every mount this process sees."""
     out = []
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3:
-                out.append((_unescape(parts[0]), _unescape(parts[1]), parts[2]))
+    text = _diag.read_kernel_file("/proc/self/mounts").decode("utf-8", "replace")
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            out.append((_unescape(parts[0]), _unescape(parts[1]), parts[2]))
     return out
 
 
@@ -63,16 +63,17 @@ def mount(fstype: str, target: str, source: str | None = None, flags: int = 0, d
         err = ctypes.get_errno()
         cmd = f"mount -t {fstype} {fstype} {target}"
         if err in (_errno.EPERM, _errno.EACCES):
-            raise PermissionDeniedError(f"mount {fstype} at {target}", err, f"run as root: {cmd}")
+            raise _diag.permission_error(f"mount {fstype} at {target}", err, _diag.NEEDS_MOUNT,
+                                         f"as root: {cmd}")
         if err == _errno.ENODEV:
             raise NotSupportedError(f"{fstype} filesystem", detail=f"this kernel was built without it ({cmd} failed)")
-        raise SyscallError(f"mount {fstype} at {target}", err, f"try: {cmd}")
+        raise _diag.syscall_error(f"mount {fstype} at {target}", err, f"try: {cmd}", kind="file")
 
 
 def umount(target: str, flags: int = 0) -> None:
     if _libc.umount2(target.encode(), flags) != 0:
         err = ctypes.get_errno()
-        raise SyscallError(f"umount {target}", err)
+        raise _diag.syscall_error(f"umount {target}", err, kind="file", need=_diag.NEEDS_MOUNT)
 
 
 def tracefs_path() -> str:
@@ -80,19 +81,28 @@ def tracefs_path() -> str:
     global _tracefs_cache
     if _tracefs_cache is not None and os.path.isdir(os.path.join(_tracefs_cache, "events")):
         return _tracefs_cache
+    seen = []
     for _, point, typ in mounts():
-        if typ == "tracefs" and os.path.isdir(os.path.join(point, "events")):
-            _tracefs_cache = point
-            return point
+        if typ == "tracefs":
+            seen.append(point)
+            if os.path.isdir(os.path.join(point, "events")):
+                _tracefs_cache = point
+                return point
     for _, point, typ in mounts():
         cand = os.path.join(point, "tracing")
-        if typ == "debugfs" and os.path.isdir(os.path.join(cand, "events")):
-            _tracefs_cache = cand
-            return cand
-    if os.geteuid() != 0:
-        raise PermissionDeniedError(
-            "find tracefs", _errno.EPERM,
-            f"tracefs is not mounted; run as root, or mount it: mount -t tracefs tracefs {TRACEFS_DEFAULT}",
+        if typ == "debugfs":
+            seen.append(cand)
+            if os.path.isdir(os.path.join(cand, "events")):
+                _tracefs_cache = cand
+                return cand
+    # Mounted but unusable to us is not "not mounted": say whose permission is missing.
+    for point in seen:
+        if not os.access(point, os.R_OK | os.X_OK):
+            raise PermissionDeniedError("find tracefs", _errno.EACCES, _diag.unreadable_detail(point))
+    if _diag.missing_caps(_diag.NEEDS_MOUNT):
+        raise _diag.permission_error(
+            "find tracefs", _errno.EPERM, _diag.NEEDS_MOUNT,
+            f"tracefs is not mounted, and mounting it (mount -t tracefs tracefs {TRACEFS_DEFAULT})",
         )
     if not os.path.isdir(TRACEFS_DEFAULT):
         raise NotSupportedError("tracefs", detail=f"{TRACEFS_DEFAULT} does not exist (kernel without CONFIG_TRACING?)")
@@ -106,10 +116,10 @@ def bpffs_path() -> str:
     point = find_mount("bpf")
     if point is not None:
         return point
-    if os.geteuid() != 0:
-        raise PermissionDeniedError(
-            "find bpffs", _errno.EPERM,
-            f"no bpf filesystem is mounted; run as root, or mount it: mount -t bpf bpf {BPFFS_DEFAULT}",
+    if _diag.missing_caps(_diag.NEEDS_MOUNT):
+        raise _diag.permission_error(
+            "find bpffs", _errno.EPERM, _diag.NEEDS_MOUNT,
+            f"no bpf filesystem is mounted, and mounting one (mount -t bpf bpf {BPFFS_DEFAULT})",
         )
     if not os.path.isdir(BPFFS_DEFAULT):
         raise NotSupportedError("bpffs", detail=f"{BPFFS_DEFAULT} does not exist")
@@ -138,12 +148,17 @@ def tracepoint_id(category: str, name: str) -> int:
     root = os.path.join(tracefs_path(), "events")
     path = os.path.join(root, category, name, "id")
     try:
-        with open(path) as f:
-            return int(f.read().strip())
+        with open(path, "rb") as f:
+            text = f.read()
     except FileNotFoundError:
         pass
-    except PermissionError as e:
-        raise PermissionDeniedError(f"read {path}", e.errno or _errno.EACCES) from None
+    except OSError as e:  # EMFILE, EACCES, ...: never a raw OSError
+        raise _diag.file_error("read tracepoint id", path, e) from None
+    else:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise AttachError(f"{path} holds {text[:40]!r}, not a tracepoint id") from None
     raise AttachError(f"tracepoint {category}:{name} does not exist on this kernel"
                       + _near_matches(root, category, name))
 

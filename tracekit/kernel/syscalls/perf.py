@@ -12,8 +12,8 @@ import errno as _errno
 import fcntl
 import platform
 
-from tracekit.errors import error_for_errno
 from tracekit.kernel.fd import FD
+from tracekit.kernel.syscalls import diagnose as _diag
 
 _u16 = ctypes.c_uint16
 _u32 = ctypes.c_uint32
@@ -121,15 +121,14 @@ def perf_event_open(attr: PerfEventAttr, pid: int = -1, cpu: int = 0, group_fd: 
         err = ctypes.get_errno()
         if err != _errno.EINTR:
             break
-    hint = ""
+    op = f"perf_event_open({what})"
     if err in (_errno.EPERM, _errno.EACCES):
-        hint = ("perf events need root or CAP_PERFMON "
-                "(or a lower /proc/sys/kernel/perf_event_paranoid)")
-    elif err == _errno.ENOENT:
-        hint = "no such event on this kernel"
-    elif err == _errno.E2BIG:
-        hint = "the kernel does not know this perf_event_attr size"
-    raise error_for_errno(f"perf_event_open({what})", err, hint)
+        paranoid = _diag._read_small("/proc/sys/kernel/perf_event_paranoid")
+        # said once, here: callers pass PermissionDeniedError on untouched
+        raise _diag.permission_error(op, err, _diag.NEEDS_PERF,
+                                     f"kernel.perf_event_paranoid is {paranoid}" if paranoid else "")
+    hint = "no such event on this kernel" if err == _errno.ENOENT else ""
+    raise _diag.syscall_error(op, err, hint, kind="perf", need=_diag.NEEDS_PERF)
 
 
 def open_tracepoint(tp_id: int, *, pid: int = -1, cpu: int = 0, what: str = "tracepoint") -> FD:
@@ -145,8 +144,7 @@ def open_tracepoint(tp_id: int, *, pid: int = -1, cpu: int = 0, what: str = "tra
 
 def _cpu_list(path: str) -> list[int]:
     """CPU numbers of a sysfs CPU list such as ``0-3,8``."""
-    with open(path) as f:
-        text = f.read().strip()
+    text = _diag.read_kernel_file(path).decode("ascii", "replace").strip()
     cpus: list[int] = []
     for part in text.split(","):
         if "-" in part:
@@ -171,7 +169,7 @@ def _ioctl(fd: int, req: int, arg: int, op: str) -> None:
     try:
         fcntl.ioctl(fd, req, arg)
     except OSError as e:
-        raise error_for_errno(op, e.errno or _errno.EIO) from None
+        raise _diag.syscall_error(op, e.errno or _errno.EIO, kind="perf", need=_diag.NEEDS_PERF) from None
 
 
 def enable(fd: int) -> None:
