@@ -124,7 +124,8 @@ def test_percpu_hash_kernel_counts_and_per_cpu_updates(obj) -> None:
     fill.test_run()
     v = pc[3]
     assert isinstance(v, PerCPU) and len(v) == n
-    assert v.sum() == 2 and v.max() == 2 and sorted(v)[:-1] == [0] * (n - 1)  # one CPU ran both
+    # each run counts on the CPU it ran on (the two may differ if the task migrated)
+    assert v.sum() == 2 and v.max() in (1, 2) and v.min() >= 0
     pc[5] = list(range(10, 10 + n))  # one value per CPU
     assert pc[5] == list(range(10, 10 + n)) and pc[5].sum() == sum(range(10, 10 + n))
     pc[6] = 4  # one value for every CPU
