@@ -21,7 +21,9 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,6 +185,43 @@ def _load(series: str, d: Path) -> Kernel:
                   root / "boot" / f"config-{release}")
 
 
+def _package_size(package: str, apt_options: Sequence[str] = ()) -> int | None:
+    out = subprocess.run(["apt-cache", *apt_options, "show", "--no-all-versions", package],
+                         capture_output=True, text=True)
+    m = re.search(r"^Size: (\d+)$", out.stdout, re.M)
+    return int(m.group(1)) if m else None
+
+
+def download(package: str, dest: Path, apt_options: Sequence[str] = ()) -> None:
+    """``apt-get download package`` into ``dest``, saying how far it got every few seconds
+    (kernel packages are tens to hundreds of MB: silence looks like a hang)."""
+    total = _package_size(package, apt_options)
+    size = f"{total / 1e6:.0f} MB" if total else "size unknown"
+    log(f"downloading {package} ({size})")
+    done = threading.Event()
+
+    def progress() -> None:
+        start = time.monotonic()
+        while not done.wait(5.0):
+            # apt writes the .deb in dest as it arrives (under partial/ on some versions)
+            got = sum(p.stat().st_size for p in dest.rglob("*.deb*") if p.is_file())
+            pct = f" ({100 * got / total:.0f}%)" if total else ""
+            log(f"  {package}: {got / 1e6:.0f} MB{pct} after {time.monotonic() - start:.0f} s")
+
+    th = threading.Thread(target=progress, daemon=True)
+    th.start()
+    try:
+        # apt-get warns that _apt cannot write here; harmless, so keep it off the terminal.
+        dl = subprocess.run(["apt-get", *apt_options, "download", package], cwd=dest, capture_output=True,
+                            text=True)
+    finally:
+        done.set()
+        th.join()
+    if dl.returncode != 0:
+        raise VMSetupError(f"apt-get download {package} failed:\n{dl.stderr[-2000:]}")
+    log(f"downloaded {package}")
+
+
 def prepare_kernel(series: str, *, cache: Path | None = None, offline: bool = False) -> Kernel:
     """Return a bootable kernel of ``series`` ("6.1" or "6.12"), fetching it if needed.
 
@@ -221,10 +260,7 @@ def prepare_kernel(series: str, *, cache: Path | None = None, offline: bool = Fa
         shutil.rmtree(d)
     d.mkdir(parents=True)
     root = d / "root"
-    # apt-get warns that _apt cannot write here; harmless, so keep it off the terminal.
-    dl = subprocess.run(["apt-get", "download", package], cwd=d, capture_output=True, text=True)
-    if dl.returncode != 0:
-        raise VMSetupError(f"apt-get download {package} failed:\n{dl.stderr[-2000:]}")
+    download(package, d)
     debs = list(d.glob("*.deb"))
     if len(debs) != 1:
         raise VMSetupError(f"apt-get download {package} produced {debs}")
