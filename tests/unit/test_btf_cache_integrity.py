@@ -391,3 +391,23 @@ def test_index_cache_of_a_target_btf_is_checked_too(tmp_path: Path, monkeypatch:
     caplog.clear()
     assert kernel.load_target(target).offsets == want
     assert "symbolic link" in caplog.text and not f.is_symlink() and f.read_bytes() == good
+
+
+def test_kernel_btf_read_where_it_cannot_be_mapped(cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Before Linux 6.16 sysfs BTF cannot be mapped: it is read, and the cache works alike."""
+    import mmap
+    import platform
+
+    kernel.reset()
+    ver = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2])
+    if ver >= (6, 16):  # the kernel allows a private read-only mapping of vmlinux BTF
+        assert isinstance(kernel.vmlinux().data, mmap.mmap)
+    cold, good = _cold_and_good(cache, caplog)
+    monkeypatch.setattr(kernel, "MAP_KERNEL_BTF", False)
+    rel, text = _load(caplog)
+    assert isinstance(kernel.vmlinux().data, bytes) and bytes(kernel.vmlinux().data) == VMLINUX.read_bytes()
+    assert WARM in text and rel == cold
+    f = _file(cache)
+    f.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    rel, text = _load(caplog)
+    assert "checksum mismatch" in text and COLD in text and rel == cold

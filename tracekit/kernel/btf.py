@@ -65,6 +65,9 @@ log = logging.getLogger("tracekit.btf")
 
 SYSFS_BTF = Path("/sys/kernel/btf")
 SYSTEM_CACHE_DIR = Path("/var/cache/tracekit")  # last resort (shared by root's tools)
+#: map /sys/kernel/btf/vmlinux when the kernel allows it (6.16+); False reads it as older
+#: kernels make us do (tests of that path)
+MAP_KERNEL_BTF = True
 
 # Index cache of a user-given BTF: header, offsets (u32 each), name array (u32 each) and a
 # CRC-32 of everything before it.
@@ -229,7 +232,7 @@ def _kernel_bytes(f: IO[bytes]) -> bytes:
     """
     fd = f.fileno()
     size = os.fstat(fd).st_size
-    if size > 0:
+    if size > 0 and MAP_KERNEL_BTF:
         try:
             # typed as bytes: BTF keeps an mmap as it is and reads it like bytes
             return cast(bytes, mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ))
