@@ -11,8 +11,9 @@ In the same invocation, so both sides see the same machine load:
   (XDG_CACHE_HOME), timing ``kernel.vmlinux()`` + ``find("task_struct")`` after the
   imports (sysfs read, scan, name array built; the cache is written at exit, untimed);
 * tracekit **warm**: RUNS fresh processes sharing a cache written beforehand (the
-  second process of a boot: boot id + size + sampled pages checked, the BTF copy mapped,
-  offsets, name array and earlier look-ups read from disk);
+  second process of a boot: the kernel's BTF mapped from sysfs (read before 6.16); the
+  cache file's ownership/mode checked on its fd, offsets, name array and earlier look-ups
+  read and verified by a CRC-32 over the whole file, boot id + BTF size compared);
 * memory: in a fresh process, VmRSS and VmHWM (peak) before and after loading vmlinux
   BTF and resolving ~40 names, decoding their types (a typical CO-RE pass).
 
