@@ -40,10 +40,17 @@ _MAX_KIND = max(Kind)
 # scan past the end, which the scan then reports as an error.
 _BAD_STEP = 1 << 40
 _FIXED_WORDS = [3 + KIND_EXTRA_FIXED.get(k, 0) // 4 if k <= _MAX_KIND else _BAD_STEP for k in range(32)]
-_FIXED_WORDS[0] = 3  # UNKN only legal as id 0 (never encoded); treated as a bare header
+# UNKN is only id 0 (void), never encoded: an encoded kind 0 is refused like the kernel does
+_FIXED_WORDS[0] = _BAD_STEP
 _VLEN_WORDS = [KIND_EXTRA_PER_VLEN.get(k, 0) // 4 for k in range(32)]
 
 POINTER_SIZE = 8  # BPF is a 64-bit target
+#: longest typedef/modifier chain followed, and deepest array/struct nesting walked
+#: (the kernel's MAX_RESOLVE_DEPTH is 32; twice that leaves room, and a hostile cycle
+#: ends in a BTFError instead of a hang or a RecursionError)
+MAX_CHAIN = 64
+#: largest type size accepted (the kernel refuses BTF types over U32_MAX bytes)
+MAX_TYPE_SIZE = 0xFFFFFFFF
 # Type sections at least this big are indexed in place instead of copied to an array.
 _ZERO_COPY_MIN = 1 << 20
 
@@ -160,18 +167,7 @@ class BTF:
     @classmethod
     def from_bytes_or_elf(cls, data: bytes, base: BTF | None = None, *, name: str = "") -> BTF:
         if data[:4] == b"\x7fELF":
-            from io import BytesIO
-
-            from elftools.common.exceptions import ELFError as _PyELFError
-            from elftools.elf.elffile import ELFFile
-
-            try:
-                sec = ELFFile(BytesIO(data)).get_section_by_name(".BTF")
-            except _PyELFError as e:
-                raise BTFError(f"{name or 'ELF'}: malformed ELF: {e}") from None
-            if sec is None:
-                raise BTFError(f"{name or 'ELF'}: has no .BTF section (build with clang -g)")
-            data = sec.data()
+            data = elf_section(data, ".BTF", name or "ELF")
         return cls(data, base, name=name)
 
     @property
@@ -243,7 +239,7 @@ class BTF:
         if tid < self.start_id:
             if tid == 0:
                 return VOID
-            if self.base is None:
+            if self.base is None or tid < 0:
                 raise BTFError(f"{self._what()}: type id {tid} out of range")
             return self.base.type(tid)
         t = self._cache.get(tid)
@@ -257,17 +253,36 @@ class BTF:
 
     __getitem__ = type
 
+    def _offset_of(self, tid: int) -> int:
+        """Word offset of local type ``tid``'s header; BTFError for ids past the end."""
+        local = tid - self.start_id
+        if not 0 <= local < len(self._offsets):
+            raise BTFError(f"{self._what()}: type id {tid} out of range (have {len(self)})")
+        return self._offsets[local]
+
     def kind_of(self, tid: int) -> Kind:
         """The kind of ``tid`` without decoding the type."""
         if tid < self.start_id:
-            return Kind.UNKN if tid == 0 else self.base.kind_of(tid)  # type: ignore[union-attr]
-        return Kind((self._words[self._offsets[tid - self.start_id] + 1] >> 24) & 0x1F)
+            if tid == 0:
+                return Kind.UNKN
+            if self.base is None or tid < 0:
+                raise BTFError(f"{self._what()}: type id {tid} out of range")
+            return self.base.kind_of(tid)
+        k = (self._words[self._offset_of(tid) + 1] >> 24) & 0x1F
+        if k > _MAX_KIND:
+            # only reachable with offsets from a cache that skipped the scan
+            raise BTFError(f"{self._what()}: type {tid} has unknown BTF kind {k}")
+        return Kind(k)
 
     def name_of(self, tid: int) -> str:
         """The name of ``tid`` without decoding the rest of the type."""
         if tid < self.start_id:
-            return "" if tid == 0 else self.base.name_of(tid)  # type: ignore[union-attr]
-        return self.string(self._words[self._offsets[tid - self.start_id]])
+            if tid == 0:
+                return ""
+            if self.base is None or tid < 0:
+                raise BTFError(f"{self._what()}: type id {tid} out of range")
+            return self.base.name_of(tid)
+        return self.string(self._words[self._offset_of(tid)])
 
     def ids(self) -> range:
         """The type ids encoded in this blob (not the base's)."""
@@ -480,60 +495,158 @@ class BTF:
 
     def skip_mods(self, tid: int) -> int:
         """Follow typedefs and modifiers (const, volatile, restrict, type tags)."""
-        while self.kind_of(tid) in MODIFIER_KINDS:
+        for _ in range(MAX_CHAIN):
+            if self.kind_of(tid) not in MODIFIER_KINDS:
+                return tid
             tid = self.type(tid).type
-        return tid
+        raise BTFError(
+            f"{self._what()}: typedef/modifier chain longer than {MAX_CHAIN} at type {tid} (a cycle?)"
+        )
 
     def resolve(self, tid: int) -> Type:
         return self.type(self.skip_mods(tid))
 
     def size_of(self, tid: int) -> int:
-        """Byte size of a type, as ``sizeof`` would say."""
-        for _ in range(64):
+        """Byte size of a type, as ``sizeof`` would say.
+
+        Iterative (arrays multiply their element counts), bounded by :data:`MAX_CHAIN`
+        steps, and refusing sizes over :data:`MAX_TYPE_SIZE` as the kernel does: hostile
+        BTF can neither loop nor make a caller allocate terabytes.
+        """
+        first = tid
+        mult = 1
+        for _ in range(MAX_CHAIN):
             t = self.type(tid)
             k = t.kind
             if k in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.DATASEC, Kind.FLOAT):
-                return t.size
-            if k == Kind.PTR:
-                return POINTER_SIZE
-            if k == Kind.ARRAY:
-                return t.nelems * self.size_of(t.type)
-            if k in MODIFIER_KINDS or k == Kind.VAR:
+                size = mult * t.size
+            elif k == Kind.PTR:
+                size = mult * POINTER_SIZE
+            elif k == Kind.ARRAY:
+                mult *= t.nelems
+                if mult > MAX_TYPE_SIZE:
+                    raise BTFError(f"{self._what()}: array type {first} has more than {MAX_TYPE_SIZE} elements")
                 tid = t.type
                 continue
-            raise BTFError(f"{self._what()}: type {tid} ({k.name}) has no size")
-        raise BTFError(f"{self._what()}: type chain too deep at {tid}")
+            elif k in MODIFIER_KINDS or k == Kind.VAR:
+                tid = t.type
+                continue
+            else:
+                raise BTFError(f"{self._what()}: type {tid} ({k.name}) has no size")
+            if size > MAX_TYPE_SIZE:
+                raise BTFError(f"{self._what()}: type {first} is {size} bytes, more than BTF allows ({MAX_TYPE_SIZE})")
+            return size
+        raise BTFError(f"{self._what()}: type chain longer than {MAX_CHAIN} at {tid} (a cycle?)")
 
-    def alignment_of(self, tid: int) -> int:
+    def alignment_of(self, tid: int, _depth: int = 0) -> int:
+        if _depth > MAX_CHAIN:
+            raise BTFError(f"{self._what()}: types nested deeper than {MAX_CHAIN} at {tid} (a cycle?)")
         t = self.resolve(tid)
         if t.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
             return min(t.size, 8) or 1
         if t.kind == Kind.PTR:
             return POINTER_SIZE
         if t.kind == Kind.ARRAY:
-            return self.alignment_of(t.type)
+            return self.alignment_of(t.type, _depth + 1)
         if t.is_composite:
-            return max((self.alignment_of(m.type) for m in t.members), default=1)
+            return max((self.alignment_of(m.type, _depth + 1) for m in t.members), default=1)
         return 1
 
-    def describe(self, tid: int) -> str:
-        """A short C-like spelling of a type for error messages."""
+    def describe(self, tid: int, _depth: int = 0) -> str:
+        """A short C-like spelling of a type for error messages.
+
+        Never loops: past :data:`MAX_CHAIN` levels (a hostile cycle of pointers or
+        modifiers) the rest is spelled ``...``.  An id past the end is a BTFError.
+        """
         t = self.type(tid)
         k = t.kind
         if k == Kind.UNKN:
             return "void"
+        if _depth >= MAX_CHAIN and k in (Kind.PTR, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.ARRAY,
+                                         Kind.FUNC_PROTO):
+            return "..."
+        d = _depth + 1
         if k == Kind.PTR:
-            return self.describe(t.type) + " *"
+            return self._describe_ref(t.type, d) + " *"
         if k in (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
-            return f"{k.name.lower()} {self.describe(t.type)}"
+            return f"{k.name.lower()} {self._describe_ref(t.type, d)}"
         if k == Kind.ARRAY:
-            return f"{self.describe(t.type)}[{t.nelems}]"
+            return f"{self._describe_ref(t.type, d)}[{t.nelems}]"
         if k in (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64):
             word = {Kind.STRUCT: "struct", Kind.UNION: "union"}.get(k, "enum")
             return f"{word} {t.name or '(anon)'}"
         if k == Kind.FWD:
             return f"{'union' if t.kflag else 'struct'} {t.name}"
         if k == Kind.FUNC_PROTO:
-            args = ", ".join(self.describe(p.type) if p.type else "..." for p in t.params)
-            return f"{self.describe(t.type)} (*)({args})"
+            args = ", ".join(self._describe_ref(p.type, d) if p.type else "..." for p in t.params[:16])
+            if len(t.params) > 16:
+                args += ", ..."
+            return f"{self._describe_ref(t.type, d)} (*)({args})"
         return t.name or k.name.lower()
+
+    def _describe_ref(self, tid: int, depth: int) -> str:
+        # a dangling reference inside a type is spelled, not raised: describe() feeds
+        # error messages, which must not fail themselves
+        try:
+            return self.describe(tid, depth)
+        except BTFError:
+            return f"<bad type id {tid}>"
+
+
+# --- ELF containers ---------------------------------------------------------------------
+
+_ELF_HDR = {(2, 1): ("<", 0x28, 0x3A, struct.Struct("<IIQQQQIIQQ")),
+            (2, 2): (">", 0x28, 0x3A, struct.Struct(">IIQQQQIIQQ")),
+            (1, 1): ("<", 0x20, 0x2E, struct.Struct("<IIIIIIIIII")),
+            (1, 2): (">", 0x20, 0x2E, struct.Struct(">IIIIIIIIII"))}
+
+
+def elf_section(data: bytes, want: str, what: str = "ELF") -> bytes:
+    """The bytes of section ``want`` of an ELF file (any class and byte order).
+
+    A small bounds-checked reader of the section header table, so a hostile file is a
+    BTFError, never a third-party parser's exception, a hang or a huge allocation.
+    """
+    if len(data) < 0x40:
+        raise BTFError(f"{what}: malformed ELF: {len(data)} bytes is too short for an ELF header")
+    layout = _ELF_HDR.get((data[4], data[5]))
+    if layout is None:
+        raise BTFError(f"{what}: malformed ELF: unsupported class {data[4]} / data encoding {data[5]}")
+    e, shoff_at, shent_at, shdr = layout
+    shoff = struct.unpack_from(e + ("Q" if data[4] == 2 else "I"), data, shoff_at)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", data, shent_at)
+    if shoff == 0 or shentsize < shdr.size:
+        raise BTFError(f"{what}: malformed ELF: no usable section header table")
+    if shoff + shentsize > len(data):
+        raise BTFError(f"{what}: malformed ELF: section headers lie past the end of the file")
+
+    def header(i: int) -> tuple[int, ...]:
+        at = shoff + i * shentsize
+        if at + shdr.size > len(data):
+            raise BTFError(f"{what}: malformed ELF: section header {i} lies past the end of the file")
+        return shdr.unpack_from(data, at)
+
+    if shnum == 0:  # extended numbering: the count lives in section 0
+        shnum = header(0)[5]
+    if shstrndx == 0xFFFF:
+        shstrndx = header(0)[6]
+    if shoff + shnum * shentsize > len(data):
+        raise BTFError(f"{what}: malformed ELF: {shnum} section headers run past the end of the file")
+    if not 0 < shstrndx < shnum:
+        raise BTFError(f"{what}: malformed ELF: invalid section name table index {shstrndx}")
+
+    def body(h: tuple[int, ...]) -> bytes:
+        off, size = h[4], h[5]
+        if h[1] == 8:  # SHT_NOBITS: no bytes in the file
+            return b""
+        if off + size > len(data):
+            raise BTFError(f"{what}: malformed ELF: a section runs past the end of the file")
+        return data[off : off + size]
+
+    names = body(header(shstrndx))
+    needle = want.encode() + b"\0"
+    for i in range(1, shnum):
+        h = header(i)
+        if names[h[0] : h[0] + len(needle)] == needle:
+            return body(h)
+    raise BTFError(f"{what}: has no {want} section (build with clang -g)")

@@ -16,22 +16,27 @@ from typing import Any
 
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import INT_BOOL, INT_CHAR, Kind
-from tracekit.errors import ClosedError, TracekitError
+from tracekit.errors import BTFError, ClosedError, TracekitError
 
 _INT_FMT = {1: "b", 2: "h", 4: "i", 8: "q"}
+#: nesting of struct/array values decoded by one codec (hostile BTF cannot recurse forever)
+_MAX_NESTING = 32
 
 
 class Codec:
     """Reads and writes one BTF-typed value at an offset of a buffer."""
 
-    __slots__ = ("btf", "tid", "size", "kind", "desc")
+    __slots__ = ("btf", "tid", "size", "kind", "desc", "depth")
 
-    def __init__(self, btf: BTF, tid: int) -> None:
+    def __init__(self, btf: BTF, tid: int, _depth: int = 0) -> None:
+        if _depth > _MAX_NESTING:
+            raise BTFError(f"type {tid} nests arrays deeper than {_MAX_NESTING} levels")
         self.btf = btf
         self.tid = btf.skip_mods(tid)
         self.size = btf.size_of(tid)
         self.kind = btf.kind_of(self.tid)
         self.desc = btf.describe(tid)
+        self.depth = _depth
 
     def _is_char_array(self) -> bool:
         t = self.btf.type(self.tid)
@@ -41,26 +46,33 @@ class Codec:
         return e.kind == Kind.INT and e.size == 1 and (bool(e.encoding & INT_CHAR) or e.name in ("char", "unsigned char", "signed char"))
 
     def get(self, buf: Any, off: int) -> Any:
+        if off < 0 or off + self.size > len(buf):
+            raise BTFError(f"{self.desc} at offset {off} ({self.size} bytes) lies outside its {len(buf)}-byte section")
         t = self.btf.type(self.tid)
         k = self.kind
         if k in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.PTR):
-            if k == Kind.INT and t.size == 16:
-                return int.from_bytes(bytes(buf[off : off + 16]), "little", signed=t.is_signed)
-            fmt = _INT_FMT[self.size]
+            fmt = _INT_FMT.get(self.size)
+            if fmt is None:
+                # 16-byte ints, and odd sizes a hand-written or hostile BTF may declare
+                # (a 3-byte int): read as many bytes as the type says, little endian
+                return int.from_bytes(bytes(buf[off : off + self.size]), "little",
+                                      signed=k != Kind.PTR and t.is_signed)
             if not (k != Kind.PTR and t.is_signed):
                 fmt = fmt.upper()
             v = struct.unpack_from("<" + fmt, buf, off)[0]
             if k == Kind.INT and t.encoding & INT_BOOL:
                 return bool(v)
             return v
-        if k == Kind.FLOAT:
-            return struct.unpack_from("<f" if self.size == 4 else "<d", buf, off)[0]
+        if k == Kind.FLOAT and self.size in (2, 4, 8):
+            return struct.unpack_from({2: "<e", 4: "<f", 8: "<d"}[self.size], buf, off)[0]
         if k == Kind.ARRAY:
             if self._is_char_array():
                 raw = bytes(buf[off : off + self.size])
                 return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-            elem = Codec(self.btf, t.type)
-            return [elem.get(buf, off + i * elem.size) for i in range(t.nelems)]
+            elem = Codec(self.btf, t.type, self.depth + 1)
+            # zero-sized elements carry no data: an empty list, however many are declared
+            n = t.nelems if elem.size else 0
+            return [elem.get(buf, off + i * elem.size) for i in range(n)]
         if k in (Kind.STRUCT, Kind.UNION):
             from tracekit.events.records import EventType
 
@@ -82,15 +94,15 @@ class Codec:
                 return v.to_bytes(self.size, "little", signed=signed)
             except OverflowError:
                 raise ValueError(f"{value!r} does not fit in {self.desc}") from None
-        if k == Kind.FLOAT:
-            return struct.pack("<f" if self.size == 4 else "<d", float(value))
+        if k == Kind.FLOAT and self.size in (2, 4, 8):
+            return struct.pack({2: "<e", 4: "<f", 8: "<d"}[self.size], float(value))
         if k == Kind.ARRAY:
             if self._is_char_array() and isinstance(value, str):
                 raw = value.encode()
                 if len(raw) >= self.size:
                     raise ValueError(f"{value!r} is too long for {self.desc} (room for {self.size - 1} bytes + NUL)")
                 return raw.ljust(self.size, b"\0")
-            elem = Codec(self.btf, t.type)
+            elem = Codec(self.btf, t.type, self.depth + 1)
             items = list(value)
             if len(items) > t.nelems:
                 raise ValueError(f"{len(items)} items do not fit in {self.desc}")
@@ -101,6 +113,13 @@ class Codec:
 class GlobalData:
     """Attribute access to the variables of one data section."""
 
+    # set through object.__setattr__ (our __setattr__ writes variables)
+    _section: str
+    _buf: Any
+    _writable: bool
+    _closed: bool
+    _vars: dict[str, tuple[int, Codec]]
+
     def __init__(self, section: str, btf: BTF | None, datasec_type_id: int, data: bytes, *, writable: bool = True) -> None:
         object.__setattr__(self, "_section", section)
         object.__setattr__(self, "_buf", bytearray(data))
@@ -108,11 +127,22 @@ class GlobalData:
         object.__setattr__(self, "_closed", False)
         vars_: dict[str, tuple[int, Codec]] = {}
         if btf is not None and datasec_type_id:
-            for si in btf.type(datasec_type_id).secinfos:
+            sec = btf.type(datasec_type_id)
+            if sec.kind != Kind.DATASEC:
+                raise BTFError(f"{section}: BTF type {datasec_type_id} is a {sec.kind.name}, not its DATASEC")
+            for si in sec.secinfos:
                 v = btf.type(si.type)
                 if v.kind != Kind.VAR or not v.name:
                     continue
-                vars_[v.name] = (si.offset, Codec(btf, v.type))
+                codec = Codec(btf, v.type)
+                # Checked here, at open: a variable outside its section's bytes would
+                # otherwise fail on every read (and write past the end of the map value).
+                if si.offset + codec.size > len(data):
+                    raise BTFError(
+                        f"{section}: variable {v.name!r} at offset {si.offset} ({codec.size} bytes) "
+                        f"lies outside the {len(data)}-byte section; the object's BTF and ELF disagree"
+                    )
+                vars_[v.name] = (si.offset, codec)
         object.__setattr__(self, "_vars", vars_)
 
     # --- lifecycle (used by the loader) -----------------------------------------------------
@@ -154,7 +184,9 @@ class GlobalData:
         return [*self._vars, "section", "variables", "as_dict"]
 
     def as_dict(self) -> dict[str, Any]:
-        return {n: getattr(self, n) for n in self._vars}
+        # through _lookup, not getattr: dunder names (tracekit's own ``__event_<map>``
+        # markers) are refused by __getattr__ but are variables all the same
+        return {n: self[n] for n in self._vars}
 
     def _lookup(self, name: str) -> tuple[int, Codec]:
         try:

@@ -48,6 +48,9 @@ _INT_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
 # "index" is reachable as ev.count / ev.index (tuple.count/index are not used on records);
 # only the record protocol's own names are renamed (with a trailing "_").
 _RESERVED = frozenset({"_fields", "_asdict", "_replace", "_make", "_type"})
+#: how deep structs may nest inside structs (and anonymous members inside anonymous
+#: members): a hostile BTF whose struct contains itself ends in a DecodeError
+_MAX_NESTING = 32
 
 
 def _cstr(raw: bytes) -> str:
@@ -77,10 +80,11 @@ class _Item:
 class _Compiler:
     """Turns one struct/union type into format items and field getters."""
 
-    def __init__(self, btf: BTF, cache: dict[int, EventType]) -> None:
+    def __init__(self, btf: BTF, cache: dict[int, EventType], depth: int = 0) -> None:
         self.btf = btf
         self.cache = cache
         self.e = btf.endian
+        self.depth = depth  # struct nesting of the type being compiled
 
     # -- values decoded lazily from raw bytes (unions, arrays of structs, ...) --------------
 
@@ -96,7 +100,10 @@ class _Compiler:
                 e: Literal["little", "big"] = "little" if self.e == "<" else "big"
                 return lambda b: int.from_bytes(b[: t.size], e, signed=signed)
             st = struct.Struct(self.e + code)
-            return lambda b: st.unpack_from(b)[0]
+            n = st.size
+            # a member that (in hostile or odd BTF) runs past its union's bytes reads as
+            # zero-padded, like a short record does
+            return lambda b: st.unpack_from(b)[0] if len(b) >= n else st.unpack(bytes(b).ljust(n, b"\0"))[0]
         if k == Kind.ARRAY:
             if self.is_char(t.type):
                 return lambda b: _cstr(b[: t.nelems])
@@ -104,10 +111,10 @@ class _Compiler:
                 return lambda b: bytes(b[: t.nelems])
             esz = btf.size_of(t.type)
             sub = self.value_decoder(t.type)
-            n = t.nelems
+            n = t.nelems if esz else 0  # zero-sized elements carry nothing to decode
             return lambda b: tuple(sub(b[i * esz : (i + 1) * esz]) for i in range(n))
         if k in (Kind.STRUCT, Kind.UNION):
-            et = EventType._from_btf(btf, self.btf.skip_mods(tid), self.cache)
+            et = EventType._from_btf(btf, self.btf.skip_mods(tid), self.cache, self.depth + 1)
             return et.decode
         raise DecodeError(f"cannot decode BTF {k.name} type {t.name!r} (id {tid})")
 
@@ -149,16 +156,18 @@ class _Compiler:
         return items, fields
 
     def _union_member_fields(self, m: Any, chunk_item: int, base: int, taken: set[str],
-                             i: int) -> list[tuple[str, Any]]:
+                             i: int, depth: int = 0) -> list[tuple[str, Any]]:
         """Fields for member ``m`` read from raw chunk ``chunk_item`` (member offset ``base``)."""
         btf = self.btf
+        if depth > _MAX_NESTING:
+            raise DecodeError(f"anonymous members nested deeper than {_MAX_NESTING} levels (a cycle?)")
         off = m.bit_offset // 8 - base
         if m.name == "" and btf.resolve(m.type).is_composite:
             inner = btf.resolve(m.type)
             out: list[tuple[str, Any]] = []
             for j, im in enumerate(inner.members):
                 sub = type(im)(im.name, im.type, im.bit_offset + m.bit_offset, im.bitfield_size)
-                out.extend(self._union_member_fields(sub, chunk_item, base, taken, j))
+                out.extend(self._union_member_fields(sub, chunk_item, base, taken, j, depth + 1))
             return out
         name = _pyname(m.name, taken, i)
         bits, shift, signed = self._bitfield(m)
@@ -180,8 +189,10 @@ class _Compiler:
         return 0, 0, False
 
     def _struct_members(self, tid: int, base_bits: int, items: list[_Item],
-                        fields: list[tuple[str, Any]], taken: set[str]) -> None:
+                        fields: list[tuple[str, Any]], taken: set[str], depth: int = 0) -> None:
         btf = self.btf
+        if depth > _MAX_NESTING:
+            raise DecodeError(f"anonymous structs nested deeper than {_MAX_NESTING} levels (a cycle?)")
         t = btf.type(tid)
         bitfields: list[tuple[str, int, int, bool]] = []  # (name, abs bit offset, bits, signed)
         for i, m in enumerate(t.members):
@@ -197,7 +208,7 @@ class _Compiler:
                 raise DecodeError(f"member {m.name!r} of {t.name!r} is not byte aligned")
             off = bo // 8
             if m.name == "" and mt.kind == Kind.STRUCT:
-                self._struct_members(btf.skip_mods(m.type), bo, items, fields, taken)  # C11 anonymous struct
+                self._struct_members(btf.skip_mods(m.type), bo, items, fields, taken, depth + 1)  # C11 anonymous struct
                 continue
             if m.name == "" and mt.kind == Kind.UNION:
                 idx = len(items)
@@ -359,15 +370,18 @@ class EventType:
         return cls._from_btf(btf, btf.skip_mods(tid), {})
 
     @classmethod
-    def _from_btf(cls, btf: BTF, tid: int, cache: dict[int, EventType]) -> EventType:
+    def _from_btf(cls, btf: BTF, tid: int, cache: dict[int, EventType], depth: int = 0) -> EventType:
         got = cache.get(tid)
         if got is not None:
             return got
+        if depth > _MAX_NESTING:
+            raise DecodeError(f"BTF type {tid}: structs nested deeper than {_MAX_NESTING} levels "
+                              "(a struct that contains itself?)")
         t = btf.type(tid)
         if not t.is_composite:
             raise DecodeError(f"BTF type {tid} ({t.kind.name} {t.name!r}) is not a struct or union: "
                               "an event type must be one")
-        items, fields = _Compiler(btf, cache).compile(tid)
+        items, fields = _Compiler(btf, cache, depth).compile(tid)
         parts: list[str] = []
         cur = 0
         # Items were created in member order (bitfield runs last): lay them out by offset

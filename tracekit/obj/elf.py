@@ -95,6 +95,13 @@ _SHDR = struct.Struct("<IIQQQQIIQQ")
 _SYM = struct.Struct("<IBBHQQ")
 _REL = struct.Struct("<QQ")
 
+#: Largest zero-filled data section (``.bss``, ``.bss.*``: SHT_NOBITS) an object may
+#: declare, in bytes; the ``.kconfig`` area is held to the same bound.  A NOBITS section
+#: takes no room in the file, so without a bound an 11 KB object could make tracekit
+#: allocate gigabytes.  Objects that really need more raise it before opening them:
+#: ``tracekit.obj.elf.MAX_NOBITS_SIZE = 1 << 30``.
+MAX_NOBITS_SIZE = 64 << 20
+
 MAPS_SEC = ".maps"
 KCONFIG_SEC = ".kconfig"
 KSYMS_SEC = ".ksyms"
@@ -318,6 +325,12 @@ class _Reader:
                 elif n == ".data" or n.startswith(".data.") or n == ".rodata" or n.startswith(".rodata."):
                     self.data_secs[s.index] = s
             elif s.type == SHT_NOBITS and (n == ".bss" or n.startswith(".bss.")) and s.size > 0:
+                if s.size > MAX_NOBITS_SIZE:
+                    raise ELFError(
+                        f"{self.what}: section {n!r} asks for {s.size} zero-filled bytes, more than "
+                        f"tracekit.obj.elf.MAX_NOBITS_SIZE ({MAX_NOBITS_SIZE}); raise that limit "
+                        "before opening the object if it is really that large"
+                    )
                 self.data_secs[s.index] = s
             elif s.type == SHT_REL:
                 if s.entsize != _REL.size or s.info >= len(self.sections):
@@ -587,6 +600,11 @@ class _Reader:
             off = (off + align - 1) // align * align
             ext.offset = off
             off += size
+        if off > MAX_NOBITS_SIZE:
+            raise ELFError(
+                f"{self.what}: the .kconfig externs need {off} bytes, more than "
+                f"tracekit.obj.elf.MAX_NOBITS_SIZE ({MAX_NOBITS_SIZE})"
+            )
         self.kconfig_size = off
         sec.size = off
         for vs in sec.secinfos:
