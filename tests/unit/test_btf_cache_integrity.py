@@ -411,3 +411,20 @@ def test_kernel_btf_read_where_it_cannot_be_mapped(cache: Path, monkeypatch: pyt
     f.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
     rel, text = _load(caplog)
     assert "checksum mismatch" in text and COLD in text and rel == cold
+
+
+def test_writer_leftovers_are_swept(cache: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A writer killed between mkstemp and rename leaves a ``.tmp-*.part``: the next
+    successful write removes it once it is old (a young one may be a live writer's)."""
+    import time
+
+    cache.mkdir()
+    old = cache / ".tmp-killed.part"
+    young = cache / ".tmp-writing.part"
+    for p in (old, young):
+        p.write_bytes(b"partial")
+    past = time.time() - 2 * kernel._STALE_TMP_S
+    os.utime(old, (past, past))
+    _cold_and_good(cache, caplog)
+    assert not old.exists() and young.exists()
+    assert sorted(os.listdir(cache)) == sorted([young.name, _file(cache).name])
