@@ -4,6 +4,7 @@ right Python values, and every map type the loader creates round-trips typed val
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ import tracekit
 from tests.support import require_live
 from tracekit.data.typed import PerCPU, TypedMap
 from tracekit.errors import MapError
-from tracekit.kernel.maps import num_possible_cpus
+from tracekit.kernel.maps import Map, num_possible_cpus
 
 pytestmark = pytest.mark.live
 
@@ -206,3 +207,22 @@ def test_encoding_errors_say_what_to_do(obj) -> None:
         a[0] = {"color": "PINK"}
     with pytest.raises(MapError, match="expected an int"):
         t(obj, "h_u32")["one"] = 1
+
+
+def test_pinned_map_typed_from_kernel_btf(obj, bpffs, no_leaks) -> None:
+    obj.programs["fill"].test_run()
+    path = os.path.join(bpffs, "h_struct")
+    obj.maps["h_struct"].raw.pin(path)
+    try:
+        with Map.from_pin(path) as m:
+            tm = TypedMap.for_map(m)  # types from the BTF the kernel keeps for the map
+            assert repr(tm) == "<TypedMap 'h_struct' struct skey -> struct val>"
+            [(k, v)] = tm.items()
+            assert (k.pid, k.comm, v.comm, v.delta) == (4242, "kernel", "from-bpf", -5)
+            tm[(5, "pinned")] = {"count": 9}
+        assert obj.maps["h_struct"].typed[(5, "pinned")].count == 9
+    finally:
+        os.unlink(path)
+    with Map.create(tracekit.uapi.MapType.HASH, 4, 8, 4) as plain:
+        plain.update(1, 2)
+        assert TypedMap.for_map(plain).items() == [(1, 2)]  # no BTF: ints by size

@@ -398,6 +398,31 @@ class TypedMap:
         vc = self.value_codec
         self._array_value = bool(vc.btf is not None and vc.type_id and vc.btf.kind_of(vc.type_id) == Kind.ARRAY)
 
+    @classmethod
+    def for_map(cls, raw: Map) -> TypedMap:
+        """Typed access to a map this process did not load (``Map.from_pin``/``from_id``),
+        with the key/value types from the BTF the kernel keeps for it (BPF_OBJ_GET_INFO_BY_FD).
+        A map created without BTF gets ints/bytes by size."""
+        from tracekit.errors import BTFError
+        from tracekit.kernel.syscalls import bpf as _bpf
+
+        info = raw.info()
+        if not info.btf_id or not (info.btf_key_type_id or info.btf_value_type_id):
+            return cls(raw)
+        fd = _bpf.btf_get_fd_by_id(info.btf_id)
+        try:
+            data = _bpf.btf_data(fd.fd)
+        finally:
+            fd.close()
+        try:
+            btf = BTF(data, name=f"BTF id {info.btf_id} of map {raw.name!r}")
+        except BTFError:
+            # split BTF (a module's) needs its base; a loader's object BTF never is
+            from tracekit.kernel.btf import vmlinux
+
+            btf = BTF(data, vmlinux(), name=f"BTF id {info.btf_id} of map {raw.name!r}")
+        return cls(raw, btf, info.btf_key_type_id, info.btf_value_type_id)
+
     @property
     def map(self) -> Map:
         return self.raw
