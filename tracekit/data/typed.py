@@ -26,6 +26,7 @@ for 1/2/4/8-byte keys and values and bytes otherwise.
 
 from __future__ import annotations
 
+import gc
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -120,6 +121,30 @@ class Codec:
 
     def decode(self, raw: bytes) -> Any:
         return self._decode(raw)
+
+    def decode_many(self, raws: list[bytes]) -> list[Any]:
+        """Many values at once: records through one ``iter_unpack`` over the joined bytes
+        (as ring-buffer batches are decoded), plain ints likewise; the rest one by one."""
+        if len(raws) > 1:
+            if self.event_type is not None:
+                return self.event_type.decode_batch(raws)
+            st = self._bulk
+            if st is not None:
+                return [x for (x,) in st.iter_unpack(b"".join(raws))]
+        dec = self._decode
+        return [dec(r) for r in raws]
+
+    @property
+    def _bulk(self) -> struct.Struct | None:
+        # ints of 1/2/4/8 bytes (not _Bool, whose decoder returns a bool)
+        btf = self.btf
+        if btf is None or not self.type_id:
+            return struct.Struct("<" + _UINT[self.size]) if self.size in _UINT else None
+        t = btf.resolve(self.type_id)
+        if t.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64) and not (t.kind == Kind.INT and t.encoding & INT_BOOL):
+            codes = _SINT if t.is_signed else _UINT
+            return struct.Struct("<" + codes[t.size]) if t.size in codes else None
+        return None
 
     def encode(self, value: Any) -> bytes:
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -532,8 +557,21 @@ class TypedMap:
         return dict(self.items())
 
     def _decode_pairs(self, pairs: list[tuple[bytes, Any]]) -> list[tuple[Any, Any]]:
-        dk, dv = self.key_codec.decode, self.decode_value
-        return [(dk(k), dv(v)) for k, v in pairs]
+        if not pairs:
+            return []
+        # Thousands of new tuples would trigger young-generation collections over and over
+        # (as in tracekit.events.records.decode_strided); nothing here creates cycles.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            keys = self.key_codec.decode_many([k for k, _ in pairs])
+            if self.per_cpu:
+                dv = self.decode_value
+                return list(zip(keys, [dv(v) for _, v in pairs]))
+            return list(zip(keys, self.value_codec.decode_many([v for _, v in pairs])))
+        finally:
+            if enabled:
+                gc.enable()
 
     def pop_all(self) -> list[tuple[Any, Any]]:
         """Read every element and reset the map, for interval reports.
