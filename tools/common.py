@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -69,9 +70,17 @@ def fail(msg: str) -> int:
     return 1
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], str | None],
         row: Callable[[Any], str | None], to_json: Callable[[Any], dict]) -> int:
     """Start ``probe``, print rows until Ctrl-C, ``-d`` or end; a clean exit either way."""
+    # From here on Ctrl-C and SIGTERM unwind through the event loop, so the probe is
+    # detached and closed on the way out (see tracekit_tools/__init__.py for start-up).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
     if args.verbose:
         import logging
 

@@ -40,6 +40,7 @@ from tracekit.errors import (
     ObjectNotFoundError,
     PermissionDeniedError,
     ProbeNotFoundError,
+    ReaderBusyError,
     ResourceLimitError,
     SyscallError,
     TracekitError,
@@ -153,6 +154,25 @@ class Program:
             link = links.attach_tracing(fd, self.spec.expected_attach_type, cookie=cookie)
         elif kind in _PROBE_KINDS:
             link = self._attach_probe(kind, target, cookie, pid)
+        elif kind == "perf_event":
+            if not target:
+                raise AttachError(f"program {self.name!r}: a perf_event program needs an event: call "
+                                  "attach_perf_event(type=..., config=..., sample_freq=...) or name it in the "
+                                  "section, e.g. SEC(\"perf_event/type=1,config=0,frequency=99\")")
+            from tracekit.hooks import perf_event
+
+            link = perf_event.attach_from_section(fd, target, pid=pid, cookie=cookie)  # type: ignore[assignment]
+        elif kind == "usdt":
+            from tracekit.hooks import usdt
+
+            path, provider, name = usdt.parse_usdt_target(target)
+            return self.attach_usdt(path, provider, name, pid=pid, cookie=cookie)
+        elif kind in ("uprobe.multi", "uretprobe.multi"):
+            path, sep, pattern = target.rpartition(":")
+            if not sep or not path or not pattern:
+                raise AttachError(f"program {self.name!r}: {kind} target {target!r} must be 'PATH:PATTERN', "
+                                  "e.g. '/usr/lib/x86_64-linux-gnu/libc.so.6:malloc*'")
+            return self.attach_uprobe_multi(path, pattern, pid=pid, cookie=cookie)
         elif kind == "":
             raise AttachError(
                 f"program {self.name!r} (SEC {self.section!r}) cannot be attached automatically; "
@@ -160,6 +180,57 @@ class Program:
             )
         else:
             raise NotSupportedError(f"attaching {kind} programs", detail="not implemented by tracekit yet")
+        self.links.append(link)
+        self._obj._links.append(link)
+        return link
+
+    def attach_perf_event(self, *, type: int = 1, config: int = 0, sample_freq: int | None = None,
+                          sample_period: int | None = None, cpus: Any = None, pid: int = -1,
+                          cookie: int = 0) -> Any:
+        """Attach this perf_event program to a sampling event on every online CPU (or ``cpus``).
+
+        Defaults to the software cpu-clock (type 1, config 0); give ``sample_freq`` (Hz) or
+        ``sample_period``.  Returns a :class:`tracekit.hooks.perf_event.PerfEventLink`
+        (one link per CPU), also owned by the object.
+        """
+        from tracekit.hooks import perf_event
+
+        link = perf_event.attach_perf_event(self.fd, type=type, config=config, sample_freq=sample_freq,
+                                            sample_period=sample_period, cpus=cpus, pid=pid, cookie=cookie)
+        self.links.append(link)
+        self._obj._links.append(link)
+        return link
+
+    def attach_usdt(self, path: str, provider: str, name: str, *, pid: int = -1, cookie: int = 0) -> Any:
+        """Attach to every site of USDT probe ``provider:name`` in ELF ``path`` (a program
+        built with libbpf's ``<bpf/usdt.bpf.h>``); ``cookie`` is what ``bpf_usdt_cookie()``
+        returns.  Returns a :class:`tracekit.hooks.usdt.USDTLink`, also owned by the object."""
+        from tracekit.hooks import usdt
+
+        if self.spec.attach_kind != "usdt":
+            raise AttachError(f"program {self.name!r} (SEC {self.section!r}) is not a USDT program: "
+                              "declare it SEC(\"usdt\") or SEC(\"usdt/PATH:PROVIDER:NAME\")")
+        link = usdt.attach_usdt(self.fd, path, provider, name, pool=usdt.spec_ids_for(self._obj), pid=pid,
+                                cookie=cookie)
+        self.links.append(link)
+        self._obj._links.append(link)
+        return link
+
+    def attach_uprobe_multi(self, path: str, pattern: str | None = None, *, symbols: Sequence[str] | None = None,
+                            offsets: Sequence[int] | None = None, cookies: Sequence[int] | None = None,
+                            pid: int = -1, cookie: int = 0) -> Any:
+        """Attach this ``SEC("uprobe.multi")``/``SEC("uretprobe.multi")`` program to many
+        functions of ``path`` with one link: a glob ``pattern`` over its symbols, exact
+        ``symbols``, or file ``offsets`` (``cookies``: one per symbol/offset)."""
+        from tracekit.hooks import uprobe
+
+        kind = self.spec.attach_kind
+        if kind not in ("uprobe.multi", "uretprobe.multi"):
+            raise AttachError(f"program {self.name!r} (SEC {self.section!r}) was not loaded for uprobe.multi "
+                              "links: declare it SEC(\"uprobe.multi\") or SEC(\"uretprobe.multi\")")
+        link = uprobe.attach_uprobe_multi(self.fd, path, pattern, symbols=symbols, offsets=offsets,
+                                          cookies=cookies, cookie=cookie, retprobe=kind == "uretprobe.multi",
+                                          pid=pid)
         self.links.append(link)
         self._obj._links.append(link)
         return link
@@ -332,6 +403,8 @@ class Object:
         self._readers: list[Any] = []
         # decoders compiled from this object's BTF: they live and die with the object
         self._event_types: dict[str, Any] = {}
+        self._perf_lost = 0  # lost records of perf buffer readers already closed
+        self._final_lost = 0  # Object.lost once closed
         self.loaded = False
         self.closed = False
 
@@ -653,10 +726,16 @@ class Object:
         self._check_open()
         if not self.loaded:
             self.load()
+        from tracekit.kernel.syscalls import fs
+
+        todo = [p for p in self.programs.values() if p.loaded and p.attach_kind and p.attach_target]
+        # Every tracefs read happens before the first program is live (see tracepoint_id_memo).
+        tracepoints = [tuple(p.attach_target.split("/", 1)) for p in todo
+                       if p.attach_kind == "tracepoint" and p.attach_target.count("/") == 1]
         made = []
         try:
-            for p in self.programs.values():
-                if p.loaded and p.attach_kind and p.attach_target:
+            with fs.tracepoint_id_memo(tracepoints):  # type: ignore[arg-type]
+                for p in todo:
                     made.append(p.attach())
         except BaseException:
             for link in made:
@@ -719,12 +798,49 @@ class Object:
             from tracekit.events.perfbuf import PerfBuffer
 
             m = maps[0]
+            for other in self._readers:
+                if isinstance(other, PerfBuffer) and other.name == m.name and not other.closed:
+                    raise ReaderBusyError(
+                        f"object {self.name!r}: perf event array {m.name!r} already has a reader (each CPU "
+                        "slot holds one perf event): close it (leave its loop) first, or share its records "
+                        "between tasks yourself; ring buffer maps allow several readers")
             r: Any = PerfBuffer(m.map.fd, m.map.max_entries, name=m.name, decoder=decoder, page_count=page_count)
             self._readers.append(r)
             return r
-        r = ringbuf.open_readers([(m.map.fd, m.spec.max_entries, m.name) for m in maps], decoder=decoder)
+        r = ringbuf.open_readers([(m.map.fd, m.spec.max_entries, m.name) for m in maps], decoder=decoder,
+                                 drop_counters=self._drop_counters([m.name for m in maps]))
         self._readers.append(r)
         return r
+
+    def _drop_counters(self, map_names: Sequence[str]) -> dict[str, Any]:
+        """Readers of the drop counters the object declares for ring buffers
+        (``TK_DROP_COUNTER(map)`` in tracekit.h: a global ``__u64 tk_dropped_<map>``)."""
+        out: dict[str, Any] = {}
+        for name in map_names:
+            var = DROP_COUNTER_PREFIX + name
+            for gd in self._globals.values():
+                if var in gd:
+                    out[name] = lambda gd=gd, var=var: int(gd[var])
+                    break
+        return out
+
+    @property
+    def lost(self) -> int:
+        """Events lost since load: the ring-buffer drop counters the probe declares
+        (``tk_dropped_<map>`` globals) plus the records perf buffer readers of this object
+        saw the kernel drop (PERF_RECORD_LOST)."""
+        if self.closed:
+            return self._final_lost
+        n = self._perf_lost + sum(int(getattr(r, "lost", 0)) for r in self._readers if _is_perf(r))
+        if self.loaded:
+            for gd in self._globals.values():
+                for var in gd:
+                    if var.startswith(DROP_COUNTER_PREFIX):
+                        try:
+                            n += int(gd[var])
+                        except (ClosedError, TypeError, ValueError):
+                            pass
+        return n
 
     def _event_type_for(self, name: str, map_name: str) -> Any:
         """The decoder of ring buffer ``map_name``'s records: struct ``name`` when the BTF
@@ -763,6 +879,8 @@ class Object:
     def _forget_reader(self, r: Any) -> None:
         if r in self._readers:
             self._readers.remove(r)
+            if _is_perf(r):
+                self._perf_lost += int(r.lost)  # Object.lost keeps counting them
 
     # --- lifetime -------------------------------------------------------------------------------
 
@@ -803,6 +921,10 @@ class Object:
         """Detach and release everything; idempotent."""
         if self.closed:
             return
+        try:
+            self._final_lost = self.lost  # Object.lost stays readable after close (tools' totals)
+        except Exception as e:  # noqa: BLE001 - counting must never stop the release
+            log.debug("lost-event count at close failed: %s", e)
         self._release()
         self.closed = True
         self.loaded = False
@@ -818,6 +940,17 @@ class Object:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+#: a global ``__u64 tk_dropped_<map>`` counts records the probe could not put in ring
+#: buffer ``<map>`` (tracekit.h's TK_DROP_COUNTER): readers report it as ``lost``
+DROP_COUNTER_PREFIX = "tk_dropped_"
+
+
+def _is_perf(r: Any) -> bool:
+    from tracekit.events.perfbuf import PerfBuffer
+
+    return isinstance(r, PerfBuffer)
 
 
 def _quietly(fn: Any) -> None:

@@ -7,10 +7,12 @@ we are root; otherwise say exactly which command would fix it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import difflib
 import errno as _errno
 import os
+from collections.abc import Iterable, Iterator
 
 from tracekit.errors import (
     AttachError,
@@ -140,8 +142,44 @@ def is_bpffs(path: str) -> bool:
     return (buf.f_type & 0xFFFFFFFF) == 0xCAFE4A11
 
 
+#: tracepoint ids read inside :func:`tracepoint_id_memo` (None outside it)
+_TP_MEMO: dict[tuple[str, str], int] | None = None
+
+
+@contextlib.contextmanager
+def tracepoint_id_memo(pairs: Iterable[tuple[str, str]] = ()) -> Iterator[None]:
+    """Read the ids of ``pairs`` now and reuse them until the block ends.
+
+    Attaching several tracepoint programs would otherwise open a tracefs ``id`` file after
+    the first program is live, and opensnoop would report its own open as its first row.
+    The memo lives only for the block: ids of dynamic events (kprobe/uprobe events) change
+    when an event is recreated, so they are never kept longer.
+    """
+    global _TP_MEMO
+    outer = _TP_MEMO
+    if outer is None:
+        _TP_MEMO = {}
+    try:
+        for cat, name in pairs:
+            tracepoint_id(cat, name)
+        yield
+    finally:
+        if outer is None:
+            _TP_MEMO = None
+
+
 def tracepoint_id(category: str, name: str) -> int:
     """The id of tracepoint ``category:name`` (from tracefs ``events/<cat>/<name>/id``)."""
+    memo = _TP_MEMO
+    if memo is not None and (category, name) in memo:
+        return memo[(category, name)]
+    tp_id = _read_tracepoint_id(category, name)
+    if memo is not None:
+        memo[(category, name)] = tp_id
+    return tp_id
+
+
+def _read_tracepoint_id(category: str, name: str) -> int:
     for part in (category, name):
         if not part or "/" in part or part in (".", ".."):
             raise AttachError(f"invalid tracepoint name {category!r}:{name!r}")
