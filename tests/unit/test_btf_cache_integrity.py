@@ -428,3 +428,28 @@ def test_writer_leftovers_are_swept(cache: Path, caplog: pytest.LogCaptureFixtur
     _cold_and_good(cache, caplog)
     assert not old.exists() and young.exists()
     assert sorted(os.listdir(cache)) == sorted([young.name, _file(cache).name])
+
+
+def test_damaged_preferred_copy_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A damaged cache in the preferred directory with a good one further down the list:
+    the good one is used, and the damaged one is rewritten (not logged on every start)."""
+    if not VMLINUX.exists():
+        pytest.skip("no /sys/kernel/btf/vmlinux on this machine")
+    caplog.set_level(logging.DEBUG, logger="tracekit.btf")
+    monkeypatch.delenv("TRACEKIT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    system = tmp_path / "system"
+    monkeypatch.setattr(kernel, "SYSTEM_CACHE_DIR", system)
+    try:
+        cold, good = _cold_and_good(tmp_path / "xdg" / "tracekit", caplog)
+        system.mkdir()
+        _file(system).write_bytes(good)
+        _file(system).chmod(0o600)
+        pref = _file(tmp_path / "xdg" / "tracekit")
+        pref.write_bytes(good[:100])
+        rel, text = _load(caplog)
+        assert "rejected" in text and str(system) in text and WARM in text and rel == cold
+        kernel.save_cache()
+        assert pref.read_bytes() == good
+    finally:
+        kernel.reset()

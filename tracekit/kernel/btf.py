@@ -533,12 +533,14 @@ def _with_cache(data: bytes, name: str) -> BTF:
     digest = _index_key(data)
     fname = f"btf-{digest.hex()[:32]}.idx"
     limit = _CACHE_HDR.size + 8 * (len(data) // _MIN_TYPE_BYTES + 1) + _CRC.size
+    rejected = False
     for d in cache_dirs():
         f = d / fname
         blob = _safe_read(f, limit)
         got = _parse_cache(blob, digest) if isinstance(blob, bytes) else blob
         if isinstance(got, str):
             if got:
+                rejected = True
                 log.debug("BTF %s: index cache %s rejected (%s); it will be rebuilt", name, f, got)
             continue
         offs, names = got
@@ -548,6 +550,8 @@ def _with_cache(data: bytes, name: str) -> BTF:
             break  # the BTF itself is bad: the cold parse below raises the real error
         if btf.offsets is offs:
             log.debug("BTF %s: index from cache %s", name, f)
+            if rejected:  # a damaged copy in a preferred directory: replace it
+                _write_cache(btf, digest, fname)
             return btf
         log.debug("BTF %s: index cache %s rejected (offsets do not fit); it will be rebuilt", name, f)
         break
