@@ -156,3 +156,22 @@ def test_bad_options() -> None:
         Histogram([1], slots="bpftrace")
     with pytest.raises(HistogramError, match="style"):
         Histogram([0, 1]).format(style="fancy")
+
+
+def test_adding_intervals() -> None:
+    a = Histogram([0, 1, 2], labels={"pid": 1}, sum=10)
+    b = Histogram([0, 0, 1, 4], labels={"pid": 1}, sum=30)
+    c = a + b
+    assert c.counts == [0, 1, 3, 4] and c.sum == 40 and c.labels == {"pid": 1}
+    assert (a + Histogram([0, 1], labels={"pid": 1})).sum is None  # unknown once one side lacks it
+    with pytest.raises(HistogramError, match="cannot add"):
+        a + Histogram([0, 1], labels={"pid": 2})
+
+
+def test_set_bcc_json() -> None:
+    hs = HistogramSet([Histogram([0, 1], labels={"disk": "vda"}, unit="usecs")], section_header="disk", keyed=True)
+    assert hs.bcc_json(ts="t") == [{"ts": "t", "val_type": "usecs", "disk": "vda",
+                                   "data": [{"interval-start": 0, "interval-end": 1, "count": 1}]}]
+    single = HistogramSet([Histogram([0, 0, 3])])
+    assert single.bcc_json(ts="t")[0]["data"][-1] == {"interval-start": 2, "interval-end": 3, "count": 3}
+    assert "disk" not in single.bcc_json(ts="t")[0]

@@ -206,6 +206,22 @@ class Histogram:
     def total(self) -> int:
         return sum(b.count for b in self.buckets())
 
+    def __add__(self, other: Histogram) -> Histogram:
+        """Slot-wise sum of two histograms of the same shape and labels: what an exporter of
+        cumulative (Prometheus) histograms adds up from read-and-reset intervals."""
+        if not isinstance(other, Histogram):
+            return NotImplemented
+        same = (self.kind, self.slots, self.base, self.step, self.labels) == (
+            other.kind, other.slots, other.base, other.step, other.labels)
+        if not same:
+            raise HistogramError("cannot add histograms of different kinds, slot conventions, steps or labels")
+        n = max(len(self.counts), len(other.counts))
+        a = self.counts + [0] * (n - len(self.counts))
+        b = other.counts + [0] * (n - len(other.counts))
+        total = None if self.sum is None or other.sum is None else self.sum + other.sum
+        return Histogram([x + y for x, y in zip(a, b)], self.kind, slots=self.slots, labels=self.labels,
+                         base=self.base, step=self.step, sum=total, unit=self.unit)
+
     # -- buckets -------------------------------------------------------------------------------
 
     def _bcc_vals(self) -> list[int]:
@@ -342,6 +358,11 @@ class HistogramSet(list[Histogram]):
 
     def to_json(self, **dumps: Any) -> str:
         return json.dumps(self.to_dict(), **dumps)
+
+    def bcc_json(self, ts: str | None = None, section_header: str | None = None) -> list[dict[str, Any]]:
+        """One BCC ``-j`` dict per histogram, with the section key for labelled ones."""
+        head = self.section_header if section_header is None else section_header
+        return [h.bcc_json(ts, (head, self.label_text(h)) if self.keyed else None) for h in self]
 
     def by_label(self) -> dict[Any, Histogram]:
         """Histograms by label value (the value itself for one label field, else a tuple)."""
