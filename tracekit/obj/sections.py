@@ -48,8 +48,9 @@ class SectionDef:
         Tracing kinds need a target (``kprobe/do_exit``, not bare ``kprobe``); ``syscall``
         programs are run, not attached; perf_event programs need a perf event to attach to.
         """
-        if not self.attach_kind or self.attach_kind in ("syscall", "perf_event", "socket", "xdp", "tc", "cgroup"):
+        if not self.attach_kind or self.attach_kind in ("syscall", "socket", "xdp", "tc", "cgroup"):
             return False
+        # perf_event: only with ebpf_exporter's "perf_event/type=T,config=C,frequency=F" form
         return bool(self.attach_target)
 
 
@@ -122,7 +123,7 @@ _TABLE: list[tuple[str, int, int, str, int]] = [
     ("xdp/cpumap", PT.XDP, AT.XDP_CPUMAP, "", 0),
     ("xdp.frags", PT.XDP, AT.XDP, "xdp", _FRAGS),
     ("xdp", PT.XDP, AT.XDP, "xdp", 0),
-    ("perf_event", PT.PERF_EVENT, 0, "perf_event", 0),
+    ("perf_event+", PT.PERF_EVENT, 0, "perf_event", 0),  # "+": perf_event/type=T,config=C,...
     ("lwt_in", PT.LWT_IN, 0, "", 0),
     ("lwt_out", PT.LWT_OUT, 0, "", 0),
     ("lwt_xmit", PT.LWT_XMIT, 0, "", 0),
@@ -231,3 +232,75 @@ def parse_section(sec: str) -> SectionDef:
         _cache.pop(next(iter(_cache)))  # oldest first
     _cache[sec] = d
     return d
+
+
+# --- perf_event/type=T,config=C,frequency=F (ebpf_exporter's section convention) -----------
+
+_PERF_TYPES = {"hardware": 0, "software": 1, "tracepoint": 2, "hw_cache": 3, "raw": 4, "breakpoint": 5}
+#: config names per type (perf's event names), accepted besides numbers
+_PERF_CONFIGS: dict[int, dict[str, int]] = {
+    0: {"cpu-cycles": 0, "cycles": 0, "instructions": 1, "cache-references": 2, "cache-misses": 3,
+        "branch-instructions": 4, "branches": 4, "branch-misses": 5, "bus-cycles": 6,
+        "stalled-cycles-frontend": 7, "stalled-cycles-backend": 8, "ref-cycles": 9},
+    1: {"cpu-clock": 0, "task-clock": 1, "page-faults": 2, "faults": 2, "context-switches": 3, "cs": 3,
+        "cpu-migrations": 4, "migrations": 4, "minor-faults": 5, "major-faults": 6,
+        "alignment-faults": 7, "emulation-faults": 8, "dummy": 9, "bpf-output": 10, "cgroup-switches": 11},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PerfEventTarget:
+    """What a ``perf_event/...`` section asks for: the event and how often to sample it."""
+
+    type: int
+    config: int
+    sample_freq: int | None = None  # samples per second (frequency mode)
+    sample_period: int | None = None  # one sample every N events
+
+
+def parse_perf_event_target(target: str) -> PerfEventTarget:
+    """Parse ``type=T,config=C,frequency=F`` (or ``period=P``); numbers are decimal or 0x-hex,
+    ``type`` may be ``hardware``/``software``/..., ``config`` a perf event name such as
+    ``cpu-clock`` or ``cycles``.  Raises :class:`SectionError` saying what is wrong."""
+    form = "perf_event/type=T,config=C,frequency=F (or period=P), e.g. perf_event/type=1,config=0,frequency=99"
+    vals: dict[str, str] = {}
+    for item in target.split(","):
+        key, eq, val = item.strip().partition("=")
+        if not eq or not val:
+            raise SectionError(f"perf_event target {target!r}: {item!r} is not key=value; write {form}")
+        if key not in ("type", "config", "frequency", "period"):
+            raise SectionError(f"perf_event target {target!r}: unknown key {key!r}; write {form}")
+        if key in vals:
+            raise SectionError(f"perf_event target {target!r}: {key} given twice")
+        vals[key] = val.strip()
+
+    def number(key: str, names: dict[str, int]) -> int:
+        text = vals[key]
+        if text.lower() in names:
+            return names[text.lower()]
+        try:
+            n = int(text, 0)
+        except ValueError:
+            known = ", ".join(sorted(names)) or "numbers only"
+            raise SectionError(f"perf_event target {target!r}: {key}={text!r} is not a number "
+                               f"(or one of: {known})") from None
+        if n < 0:
+            raise SectionError(f"perf_event target {target!r}: {key} must not be negative")
+        return n
+
+    for need in ("type", "config"):
+        if need not in vals:
+            raise SectionError(f"perf_event target {target!r}: {need}= is missing; write {form}")
+    ptype = number("type", _PERF_TYPES)
+    config = number("config", _PERF_CONFIGS.get(ptype, {}))
+    if ("frequency" in vals) == ("period" in vals):
+        raise SectionError(f"perf_event target {target!r}: give exactly one of frequency= and period=")
+    if "frequency" in vals:
+        freq = number("frequency", {})
+        if freq == 0:
+            raise SectionError(f"perf_event target {target!r}: frequency must be at least 1 (Hz)")
+        return PerfEventTarget(ptype, config, sample_freq=freq)
+    period = number("period", {})
+    if period == 0:
+        raise SectionError(f"perf_event target {target!r}: period must be at least 1 (events per sample)")
+    return PerfEventTarget(ptype, config, sample_period=period)
