@@ -48,7 +48,7 @@ from tracekit.errors import (
 )
 from tracekit.kernel.fd import FD
 from tracekit.obj.insn import POISON_CORE, encode
-from tracekit.obj.plan import ProgramPlan, plan_programs
+from tracekit.obj.plan import BTF_ATTACH_KINDS, ProgramPlan, plan_programs
 from tracekit.obj.spec import MapSpec, ObjectSpec, ProgramSpec
 
 log = logging.getLogger("tracekit.object")
@@ -446,6 +446,12 @@ class Object:
 
     # --- load ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def _kernel_targets() -> list[BTF]:
+        from tracekit.kernel import btf as kernel
+
+        return [kernel.vmlinux(), *kernel.modules().values()]
+
     def _targets(self) -> list[BTF]:
         from tracekit.kernel import btf as kernel
 
@@ -478,19 +484,27 @@ class Object:
         from tracekit.kernel.syscalls import bpf
 
         targets = self._targets()
+        enabled = [p.spec for p in self.programs.values() if p.autoload]
+        # A user-given BTF (btf=) only steers CO-RE, as libbpf's btf_custom_path: the ids the
+        # kernel checks (attach targets, kfuncs, ksyms) must come from the running kernel.
+        kernel_targets = targets
+        if self._btf_target is not None and (
+                any(p.attach_kind in BTF_ATTACH_KINDS and p.attach_target for p in enabled)
+                or any(e.kind in ("kfunc", "ksym") for e in self.spec.externs.values())):
+            kernel_targets = self._kernel_targets()
         # Plans first: they are pure, so relocation errors surface before any kernel object exists.
         # One CO-RE relocator shared by the programs of this load and dropped with it.
-        plans = plan_programs(self.spec, [p.spec for p in self.programs.values() if p.autoload], targets)
+        plans = plan_programs(self.spec, enabled, targets, attach_targets=kernel_targets)
         if not plans:
             raise LoadError(f"object {self.name!r}: no program is enabled (all have autoload=False)")
-        self._resolve_externs(plans, targets)
+        self._resolve_externs(plans, kernel_targets)
         self._load_btf(plans)
         map_fds = self._create_maps()
         self._init_slots(map_fds, uapi.MapType.PROG_ARRAY, exclude=True)
         for name, plan in plans.items():
             prog = self.programs[name]
             prog.plan = plan
-            prog._fd = self._load_program(bpf, plan, map_fds, targets)
+            prog._fd = self._load_program(bpf, plan, map_fds, kernel_targets)
         self._init_slots({n: p.fd for n, p in self.programs.items() if p.loaded}, uapi.MapType.PROG_ARRAY)
         self._new_pins.clear()  # loaded: pins now belong to the system, as with libbpf
 
@@ -516,11 +530,6 @@ class Object:
         from tracekit.kernel import kconfig
         from tracekit.obj import externs
 
-        if self._btf_target is not None and any(e.kind in ("kfunc", "ksym") for e in self.spec.externs.values()):
-            # A user-given BTF only steers CO-RE; kernel ids must come from the running kernel (libbpf too).
-            from tracekit.kernel import btf as kernel
-
-            targets = [kernel.vmlinux(), *kernel.modules().values()]
         facts = kconfig.gather_facts(self.spec, targets, self._user_kconfig)
         self._extern_res = externs.resolve_externs(self.spec, facts)
         self._prog_externs = {n: externs.patch_program(p, self._extern_res) for n, p in plans.items() if p.extern_refs}

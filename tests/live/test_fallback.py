@@ -102,3 +102,27 @@ def test_a_chain_with_no_supported_hook_says_what_was_tried() -> None:
 
     with pytest.raises(tracekit.TracekitError, match="'fe_unlnk', not a program"):
         Typo().start()
+
+
+def test_btf_target_is_for_core_only_attach_ids_come_from_the_kernel(tmp_path) -> None:
+    """btf= (libbpf's btf_custom_path) steers CO-RE; tp_btf's attach id is the kernel's."""
+    require_live()
+    from tracekit.btf.types import INT_SIGNED, Kind, Type
+    from tracekit.btf.writer import BTFBuilder
+
+    b = BTFBuilder()
+    b.add_type(Type(Kind.INT, "int", size=4, encoding=INT_SIGNED, bits=32))
+    custom = tmp_path / "other-kernel.btf"  # a "kernel" with no tracepoints at all
+    custom.write_bytes(b.encode())
+    obj = tracekit.open(prebuilt("fallback_chain.bpf.c"), btf=custom)
+    with obj:
+        for p in obj.programs.values():
+            p.autoload = p.name == "btf_switch"
+        obj.load()
+        obj.attach()
+        import time
+
+        deadline = time.monotonic() + 5
+        while obj.bss.hits_tp_btf == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert obj.bss.hits_tp_btf > 0

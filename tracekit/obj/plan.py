@@ -216,6 +216,8 @@ def apply_core(plan: ProgramPlan, local: BTF, targets: Sequence[BTF], *, relocat
 
 #: attach kinds whose program must be loaded with the BTF id of its target
 _BTF_ATTACH_PREFIX = {"tp_btf": "btf_trace_", "fentry": "", "fexit": "", "fmod_ret": "", "lsm": "bpf_lsm_", "iter": "bpf_iter_"}
+#: the attach kinds whose target id is looked up in the kernel's BTF at load time
+BTF_ATTACH_KINDS = frozenset(_BTF_ATTACH_PREFIX)
 
 
 def find_attach_btf_id(plan: ProgramPlan, targets: Sequence[BTF]) -> None:
@@ -243,7 +245,7 @@ def find_attach_btf_id(plan: ProgramPlan, targets: Sequence[BTF]) -> None:
 
 
 def plan_program(spec: ObjectSpec, prog: ProgramSpec, targets: Sequence[BTF], *,
-                 relocator: Any = None) -> ProgramPlan:
+                 relocator: Any = None, attach_targets: Sequence[BTF] | None = None) -> ProgramPlan:
     """Link, CO-RE-relocate and resolve attach ids for one main program.
 
     Pass one ``relocator`` (:func:`new_relocator`) for every program of an object, or use
@@ -254,12 +256,15 @@ def plan_program(spec: ObjectSpec, prog: ProgramSpec, targets: Sequence[BTF], *,
         apply_core(plan, spec.btf, targets, relocator=relocator)
     elif plan.core_relos:
         raise RelocationError(f"program {prog.name!r} has CO-RE relocations but the object has no BTF")
-    find_attach_btf_id(plan, targets)
+    # CO-RE may relocate against another kernel's BTF (btf=); attach ids are the running one's.
+    find_attach_btf_id(plan, targets if attach_targets is None else attach_targets)
     return plan
 
 
-def plan_programs(spec: ObjectSpec, progs: Iterable[ProgramSpec], targets: Sequence[BTF]) -> dict[str, ProgramPlan]:
+def plan_programs(spec: ObjectSpec, progs: Iterable[ProgramSpec], targets: Sequence[BTF], *,
+                  attach_targets: Sequence[BTF] | None = None) -> dict[str, ProgramPlan]:
     """:func:`plan_program` for several programs of ``spec`` with one shared relocator
     (which is dropped with the returned plans: nothing outlives the load)."""
     relocator = new_relocator(spec.btf, targets) if spec.btf is not None else None
-    return {p.name: plan_program(spec, p, targets, relocator=relocator) for p in progs}
+    return {p.name: plan_program(spec, p, targets, relocator=relocator, attach_targets=attach_targets)
+            for p in progs}
