@@ -98,6 +98,50 @@ def _add_features(sub: Any) -> None:
     p.set_defaults(func=_features)
 
 
+def _cmd_usdt_list(args: argparse.Namespace) -> int:
+    """``tracekit usdt list PATH|--pid PID``: one line per probe, like BCC's ``tplist -l``."""
+    from tracekit.hooks import usdt
+
+    if (args.path is None) == (args.pid is None):
+        print("tracekit usdt list: give a PATH or --pid PID (not both)", file=sys.stderr)
+        return 2
+    paths = [args.path] if args.path is not None else usdt.mapped_elf_files(args.pid)
+    for path in paths:
+        try:
+            notes = usdt.list_probes(path)
+        except TracekitError as e:
+            if args.pid is None:
+                raise
+            print(f"tracekit usdt list: {path}: {e}", file=sys.stderr)  # one bad library: go on
+            continue
+        sites: dict[tuple[str, str], list[Any]] = {}
+        for n in notes:
+            sites.setdefault((n.provider, n.name), []).append(n)
+        shown = path.split("/root", 1)[1] if args.pid is not None and path.startswith(f"/proc/{args.pid}/root/") \
+            else path
+        for (provider, name), ns in sites.items():
+            sema = f" [sema {ns[0].semaphore_address:#x}]" if ns[0].semaphore_address else ""
+            print(f"{shown} {provider}:{name}" + (sema if args.verbose else ""))
+            if not args.verbose:
+                continue
+            print(f"  {len(ns)} location(s), {max(len(n.args) for n in ns)} argument(s)")
+            for n in ns:
+                print(f"  location {n.address:#x} (file offset {n.file_offset:#x}): "
+                      + (n.error if n.error else ", ".join(a.describe() for a in n.args) or "no arguments"))
+    return 0
+
+
+def _add_usdt(sub: Any) -> None:
+    p = sub.add_parser("usdt", help="list the USDT probes (<sys/sdt.h>) of a binary or a process",
+                       description="USDT probes in .note.stapsdt, as BCC's tplist -l lists them.")
+    usub = p.add_subparsers(dest="usdt_command", metavar="SUBCOMMAND", required=True)
+    ls = usub.add_parser("list", help="one line per probe: PATH PROVIDER:NAME")
+    ls.add_argument("path", nargs="?", metavar="PATH", help="an executable or shared library (or a name in $PATH)")
+    ls.add_argument("-p", "--pid", type=int, help="every ELF file mapped by process PID")
+    ls.add_argument("-v", "--verbose", action="store_true", help="also locations, semaphores and arguments")
+    ls.set_defaults(func=_cmd_usdt_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracekit", description="CO-RE BPF tracing in pure Python")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -107,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     lk.set_defaults(func=_cmd_link)
     _add_features(sub)
     _add_build(sub)
+    _add_usdt(sub)
     return p
 
 

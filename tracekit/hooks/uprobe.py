@@ -14,15 +14,20 @@ the library directories (names containing ``.so``) or in ``$PATH``.
 
 from __future__ import annotations
 
+import ctypes
+import errno as _errno
+import fnmatch
 import os
 import re
 import shutil
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from tracekit.errors import RESOURCE_ERRNOS, AttachError, PermissionDeniedError, SyscallError
+from tracekit.errors import RESOURCE_ERRNOS, AttachError, NotSupportedError, PermissionDeniedError, SyscallError
 from tracekit.hooks.kprobe import (
+    PMU_ROOT,
     open_legacy_probe,
     open_pmu_probe,
     pmu_type,
@@ -30,6 +35,10 @@ from tracekit.hooks.kprobe import (
     sweep_once,
 )
 from tracekit.hooks.links import Link, attach_perf_event
+from tracekit.kernel.fd import FD
+from tracekit.kernel.syscalls import bpf as _bpf
+from tracekit.kernel.syscalls.bpf import ENOTSUPP
+from tracekit.uapi import AttachType, Cmd
 
 LIB_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
             "/usr/local/lib")
@@ -181,12 +190,26 @@ def symbol_offset(path: str, func: str) -> int:
     raise AttachError(f"{path}: address {vaddr:#x} of {func!r} lies in no loadable segment")
 
 
+def ref_ctr_shift() -> int | None:
+    """The config bit where the uprobe PMU takes a ``ref_ctr_offset`` (``format/ref_ctr_offset``
+    reads "config:32-63"), or None on kernels before 4.20 that cannot maintain semaphores."""
+    try:
+        with open(f"{PMU_ROOT}/uprobe/format/ref_ctr_offset") as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    m = re.fullmatch(r"config:(\d+)-(\d+)", text)
+    return int(m.group(1)) if m else None
+
+
 def attach_uprobe(prog_fd: int, path: str, func: str = "", offset: int = 0, *, retprobe: bool = False,
-                  pid: int = -1, cookie: int = 0, legacy: bool | None = None) -> Link:
+                  pid: int = -1, cookie: int = 0, legacy: bool | None = None, ref_ctr_offset: int = 0) -> Link:
     """Attach a uprobe program to ``func`` (+``offset``) of ``path`` (or at raw file ``offset``).
 
     ``pid`` -1 probes every process mapping the file; a pid limits it to that process.
     ``legacy`` None prefers the uprobe PMU; True forces tracefs ``uprobe_events``.
+    ``ref_ctr_offset`` (file offset of a USDT semaphore) makes the kernel increment that
+    counter in every process while the probe exists (Linux 4.20).
     """
     kind = "uretprobe" if retprobe else "uprobe"
     real = resolve_path(path)
@@ -194,10 +217,21 @@ def attach_uprobe(prog_fd: int, path: str, func: str = "", offset: int = 0, *, r
     label = f"{real}:{func}" + (f"+{offset:#x}" if func and offset else "") if func else f"{real}:{offset:#x}"
     what = f"{kind} {label}" + (f" (pid {pid})" if pid >= 0 else "")
     use_pmu = pmu_type("uprobe") is not None if legacy is None else not legacy
+    extra = 0
+    if ref_ctr_offset and use_pmu:
+        shift = ref_ctr_shift()
+        if shift is None:
+            raise NotSupportedError("uprobe reference counters (USDT semaphores)", "4.20",
+                                    f"{PMU_ROOT}/uprobe/format/ref_ctr_offset does not exist")
+        if ref_ctr_offset >= 1 << (64 - shift):
+            raise AttachError(f"{what}: semaphore file offset {ref_ctr_offset:#x} does not fit the PMU's "
+                              "ref_ctr_offset field")
+        extra = ref_ctr_offset << shift
     if use_pmu:
         sweep_once("uprobe")  # events a killed legacy user left behind go at our start too
         try:
-            pfd = open_pmu_probe("uprobe", real, file_off, retprobe=retprobe, pid=pid, what=what)
+            pfd = open_pmu_probe("uprobe", real, file_off, retprobe=retprobe, pid=pid, what=what,
+                                 extra_config=extra)
         except PermissionDeniedError:
             raise
         except SyscallError as e:
@@ -207,11 +241,151 @@ def attach_uprobe(prog_fd: int, path: str, func: str = "", offset: int = 0, *, r
         return attach_perf_event(prog_fd, pfd, cookie=cookie, kind=kind, target=label)
     if any(c.isspace() for c in real):
         raise AttachError(f"{real!r}: tracefs uprobe_events cannot name a path containing whitespace")
-    pfd, name = open_legacy_probe("uprobe", f"{real}:{file_off:#x}", os.path.basename(real) + "_" + (func or "off"),
+    # uprobe_events takes the semaphore as "PATH:OFFSET(REF_CTR_OFFSET)" (also 4.20)
+    ref = f"({ref_ctr_offset:#x})" if ref_ctr_offset else ""
+    pfd, name = open_legacy_probe("uprobe", f"{real}:{file_off:#x}{ref}", os.path.basename(real) + "_" + (func or "off"),
                                   retprobe=retprobe, pid=pid, what=what)
     return attach_perf_event(prog_fd, pfd, cookie=cookie, kind=kind, target=label,
                              cleanup=lambda: remove_legacy_event("uprobe", name))
 
 
+# --------------------------------------------------------------------------- uprobe.multi
+
+#: BPF_F_UPROBE_MULTI_RETURN (link_create.uprobe_multi.flags)
+UPROBE_MULTI_RETURN = 1
+
+
+def _file_offset(path: str, vaddr: int) -> int | None:
+    _, loads = _elf_tables(path, os.stat(path).st_mtime_ns)
+    for p_vaddr, memsz, p_offset in loads:
+        if p_vaddr <= vaddr < p_vaddr + memsz:
+            return vaddr - p_vaddr + p_offset
+    return None
+
+
+def match_symbols(path: str, pattern: str) -> list[tuple[str, int]]:
+    """``(name, file offset)`` of the defined functions of ELF ``path`` whose name matches
+    glob ``pattern``, in symbol-table order, one per address (``.symtab`` and ``.dynsym``
+    list the same function, and aliases such as ``malloc``/``__libc_malloc`` share an
+    address: a second uprobe there would run the program twice per call)."""
+    real = resolve_path(path)
+    tables, _ = _elf_tables(real, os.stat(real).st_mtime_ns)
+    exact = not any(c in pattern for c in "*?[")
+    by_addr: dict[int, tuple[str, int]] = {}  # vaddr -> (name, bind rank)
+    for symtab, strtab in tables:
+        for st_name, st_info, _other, shndx, value, _size in _SYM.iter_unpack(symtab[: len(symtab) // 24 * 24]):
+            if shndx == 0 or not value or (st_info & 0xF) not in (_STT_FUNC, _STT_GNU_IFUNC):
+                continue
+            end = strtab.find(b"\0", st_name)
+            name = strtab[st_name:end if end >= 0 else len(strtab)].decode(errors="replace")
+            if not ((name == pattern) if exact else fnmatch.fnmatchcase(name, pattern)):
+                continue
+            # '@' versions ("memcpy@GLIBC_2.2.5") are .symtab spellings of the same address
+            rank = _BIND_RANK.get(_BINDS.get(st_info >> 4, "other"), 3)
+            old = by_addr.get(value)
+            if old is None or rank < old[1]:
+                by_addr[value] = (name, rank)
+    out = []
+    for vaddr, (name, _rank) in by_addr.items():
+        off = _file_offset(real, vaddr)
+        if off is not None:
+            out.append((name, off))
+    return out
+
+
+def uprobe_multi_supported() -> bool:
+    """Whether the kernel has BPF_TRACE_UPROBE_MULTI links (Linux 6.6)."""
+    from tracekit.kernel import features
+
+    return features.attach_type("trace_uprobe_multi")
+
+
+def attach_uprobe_multi(prog_fd: int, path: str, pattern: str | None = None, *,
+                        symbols: Sequence[str] | None = None, offsets: Sequence[int] | None = None,
+                        cookies: Sequence[int] | None = None, ref_ctr_offsets: Sequence[int] | None = None,
+                        cookie: int = 0, retprobe: bool = False, pid: int = -1) -> Link:
+    """Attach one program to many functions (or file offsets) of ``path`` with one BPF link.
+
+    Exactly one of ``pattern`` (a glob over the ELF's function symbols), ``symbols`` (exact
+    names) or ``offsets`` (file offsets) says where.  ``cookies`` gives each target its own
+    BPF cookie (one per symbol or offset); ``cookie`` gives all the same.  ``pid`` -1
+    probes every process.  The program must have been loaded as
+    ``SEC("uprobe.multi")``/``SEC("uretprobe.multi")`` (expected attach type
+    BPF_TRACE_UPROBE_MULTI).
+    """
+    kind = "uretprobe.multi" if retprobe else "uprobe.multi"
+    if sum(x is not None for x in (pattern, symbols, offsets)) != 1:
+        raise AttachError(f"{kind}: give exactly one of a pattern, a list of symbols or a list of offsets")
+    real = resolve_path(path)
+    if pattern is not None:
+        found = match_symbols(real, pattern)
+        if not found:
+            near = _similar(real, pattern.strip("*?[]")) if pattern.strip("*?[]") else []
+            raise AttachError(f"{kind}: no function of {real} matches {pattern!r}"
+                              + (f"; similar: {', '.join(near)}" if near else ""))
+        if cookies is not None:
+            raise AttachError(f"{kind}: per-function cookies need an explicit list of symbols or "
+                              "offsets (a pattern's match order is the symbol table's)")
+        offs = [o for _, o in found]
+        label = f"{real}:{pattern}"
+    elif symbols is not None:
+        offs = [symbol_offset(real, sym) for sym in symbols]
+        label = f"{real}:" + ",".join(list(symbols)[:3]) + (",..." if len(symbols) > 3 else "")
+    else:
+        offs = [int(o) for o in offsets or ()]
+        label = f"{real}:" + ",".join(hex(o) for o in offs[:3]) + (",..." if len(offs) > 3 else "")
+    if not offs:
+        raise AttachError(f"{kind}: empty list of targets")
+    for name, seq in (("cookies", cookies), ("ref_ctr_offsets", ref_ctr_offsets)):
+        if seq is not None and len(seq) != len(offs):
+            raise AttachError(f"{kind}: {len(seq)} {name} for {len(offs)} targets; give one each")
+    cks = list(cookies) if cookies is not None else ([cookie] * len(offs) if cookie else None)
+    if not uprobe_multi_supported():
+        raise NotSupportedError(
+            "uprobe.multi links", "6.6",
+            "BPF_TRACE_UPROBE_MULTI is unknown to this kernel (or it lacks CONFIG_UPROBES); attach each "
+            "function with SEC(\"uprobe/PATH:FUNC\") and attach_uprobe() instead")
+    fd = _link_create_uprobe_multi(prog_fd, real, offs, cks, list(ref_ctr_offsets) if ref_ctr_offsets else None,
+                                   UPROBE_MULTI_RETURN if retprobe else 0, pid, what=f"{kind} {label}")
+    link = Link(fd, kind=kind, target=label, cookie=cookie)
+    link.offsets = offs  # type: ignore[attr-defined]
+    return link
+
+
+def _link_create_uprobe_multi(prog_fd: int, path: str, offsets: list[int], cookies: list[int] | None,
+                              ref_ctr_offsets: list[int] | None, flags: int, pid: int, *, what: str) -> FD:
+    """BPF_LINK_CREATE with link_create.uprobe_multi filled (the arrays live through the call)."""
+    n = len(offsets)
+    a = _bpf.LinkCreateAttr(prog_fd=prog_fd, target_fd=0, attach_type=AttachType.TRACE_UPROBE_MULTI, flags=0)
+    um = a.uprobe_multi
+    path_buf = ctypes.create_string_buffer(os.fsencode(path))
+    arrays = {name: (ctypes.c_uint64 * n)(*vals) for name, vals in
+              (("offsets", offsets), ("cookies", cookies), ("ref_ctr_offsets", ref_ctr_offsets)) if vals}
+    um.path = ctypes.addressof(path_buf)
+    for name, arr in arrays.items():
+        setattr(um, name, ctypes.addressof(arr))
+    um.cnt = n
+    um.flags = flags
+    um.pid = pid if pid > 0 else 0  # 0: every process
+    try:
+        return FD(_bpf.bpf(Cmd.LINK_CREATE, a, f"create {what}"), "BPF link")
+    except PermissionDeniedError:
+        raise
+    except SyscallError as e:
+        if e.errno in (_errno.EOPNOTSUPP, ENOTSUPP):
+            raise NotSupportedError("uprobe.multi links", "6.6", f"BPF_LINK_CREATE answered {e}") from None
+        hint = {
+            _errno.EINVAL: "an offset is not on an instruction, or the program was not loaded as "
+                           "SEC(\"uprobe.multi/...\") (expected attach type BPF_TRACE_UPROBE_MULTI)",
+            _errno.ESRCH: f"no process {pid}",
+            _errno.ENOENT: f"{path} does not exist",
+            _errno.EBADF: "bad program fd",
+        }.get(e.errno, "")
+        raise AttachError(f"cannot attach {what} ({n} targets): {e}" + (f"; {hint}" if hint else "")) from None
+    finally:
+        del path_buf, arrays
+
+
 __all__ = ["UprobeTarget", "parse_uprobe_target", "resolve_path", "symbol_offset", "function_symbols",
-           "attach_uprobe"]
+           "attach_uprobe", "ref_ctr_shift", "match_symbols", "uprobe_multi_supported", "attach_uprobe_multi",
+           "UPROBE_MULTI_RETURN"]
