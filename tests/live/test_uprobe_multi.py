@@ -45,7 +45,8 @@ def obj() -> Iterator[Any]:
 
 @pytest.fixture
 def fresh(obj: Any) -> Any:
-    for k in list(obj.maps["calls"].keys()):
+    keys = list(obj.maps["calls"].keys())
+    for k in keys:
         obj.maps["calls"].delete(k)
     obj.bss["by_cookie"] = [0] * 16
     obj.bss["rets"] = [0] * 16
@@ -64,7 +65,8 @@ def calls_by_name(obj: Any, binary: str, pid: int) -> dict[str, int]:
     """calls map (runtime IP -> count) by function name."""
     ips = {usdt._runtime_ip(pid, binary, off): name for name, off in uprobe.match_symbols(binary, "tk_fire_*")}
     out = {}
-    for k in obj.maps["calls"].keys():
+    keys = obj.maps["calls"].keys()  # an ObjectMap forwards keys() to the kernel map; no __iter__
+    for k in keys:
         ip = int.from_bytes(k, "little")
         out[ips.get(ip, hex(ip))] = int.from_bytes(obj.maps["calls"].lookup(k), "little")
     return out
@@ -153,7 +155,7 @@ def test_errors(fresh: Any, binary: str) -> None:
         prog.attach_uprobe_multi(binary, symbols=["tk_fire_mem"], cookies=[1, 2])
     with pytest.raises(AttachError, match="exactly one of"):
         prog.attach_uprobe_multi(binary, "tk_fire_*", symbols=["tk_fire_mem"])
-    with pytest.raises(AttachError, match="not loaded for uprobe.multi"):
+    with pytest.raises(AttachError, match=r"not loaded for uprobe\.multi"):
         prog.spec.attach_kind = "uprobe"
         try:
             prog.attach_uprobe_multi(binary, "tk_fire_*")
