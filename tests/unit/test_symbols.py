@@ -421,3 +421,15 @@ def test_bcc_block_exact() -> None:
         f"    {SPIN_FUNC}+0x30 [spin]\n"
         "    -                spin (1)\n"
         "        2\n\n")
+
+
+def test_vdso_frames_resolve() -> None:
+    vdso = next((m for m in parse_maps(Path("/proc/self/maps").read_text()) if m.path == "[vdso]"), None)
+    if vdso is None:
+        pytest.skip("this process has no vDSO mapping")
+    with open("/proc/self/mem", "rb") as f:
+        f.seek(vdso.start)
+        elf = ElfSymbols.from_bytes(f.read(vdso.end - vdso.start))
+    fn = next(s for s in elf.symbols() if "clock_gettime" in s.name)
+    frame = ProcessSymbols(os.getpid()).resolve(vdso.start + fn.addr + 2)
+    assert frame.format() == f"{fn.name}+0x2 [vdso]"

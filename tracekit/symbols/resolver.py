@@ -60,7 +60,9 @@ class Frame:
             text += f"+{self.offset:#x}"
         if module:
             mod = os.path.basename(self.module) if self.module else (EXITED if self.exited else None)
-            if mod:
+            if mod and mod.startswith("[") and mod.endswith("]"):
+                text += f" {mod}"  # [vdso], [heap]: already bracketed
+            elif mod:
                 text += f" [{mod}]"
         if address:
             text = f"{self.addr:#x} {text}"
