@@ -41,7 +41,7 @@ from tracekit.errors import (
     TracekitError,
     VerifierError,
 )
-from tracekit.object import Object, ObjectMap, Program
+from tracekit.object import Object, ObjectMap, Program, register_section_handler, unregister_section_handler
 from tracekit.object import open_object as _open_object
 from tracekit.probe import EventStream, Probe
 
@@ -173,5 +173,7 @@ __all__ = [
     "features",
     "link",
     "open",
+    "register_section_handler",
+    "unregister_section_handler",
     "uapi",
 ]

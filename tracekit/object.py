@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from tracekit.errors import (
 from tracekit.kernel.fd import FD
 from tracekit.obj.insn import POISON_CORE, encode
 from tracekit.obj.plan import BTF_ATTACH_KINDS, ProgramPlan, plan_programs
+from tracekit.obj.sections import CUSTOM_KIND
 from tracekit.obj.spec import MapSpec, ObjectSpec, ProgramSpec
 
 log = logging.getLogger("tracekit.object")
@@ -107,10 +108,22 @@ class Program:
             raise TracekitError(f"program {self.name!r}: autoload must be set before load()")
         self.spec.autoload = bool(value)
 
-    def set_attach_target(self, target: str) -> None:
-        """Change what the program attaches to (e.g. the function of an ``fentry``), before load."""
+    def set_attach_target(self, target: str, *, check: bool = True) -> None:
+        """Change what the program attaches to (e.g. the function of an ``fentry``), before load.
+
+        The target is checked at once against the running kernel (BTF for tp_btf, fentry,
+        fexit, fmod_ret, lsm and iter; tracefs for tracepoints; /proc/kallsyms for kprobes)
+        and a missing one is an :class:`AttachError` naming close matches.  ``check=False``
+        skips that (e.g. a target that only exists once a module is loaded).
+        """
         if self._obj.loaded:
             raise TracekitError(f"program {self.name!r}: the attach target must be set before load()")
+        if check and target:
+            from tracekit.hooks import targets
+
+            missing = targets.missing_target(self.spec.attach_kind, target)
+            if missing is not None:
+                raise AttachError(f"program {self.name!r} ({self.spec.attach_kind}): {missing}")
         self.spec.attach_target = target
 
     @property
@@ -173,6 +186,12 @@ class Program:
                 raise AttachError(f"program {self.name!r}: {kind} target {target!r} must be 'PATH:PATTERN', "
                                   "e.g. '/usr/lib/x86_64-linux-gnu/libc.so.6:malloc*'")
             return self.attach_uprobe_multi(path, pattern, pid=pid, cookie=cookie)
+        elif kind.startswith(CUSTOM_KIND):
+            handler = _SECTION_ATTACH.get(kind[len(CUSTOM_KIND):])
+            if handler is None:
+                raise AttachError(f"program {self.name!r} (SEC {self.section!r}) is in a section registered "
+                                  "without an attach function: attach it by hand with its fd")
+            link = handler(self, target)
         elif kind == "":
             raise AttachError(
                 f"program {self.name!r} (SEC {self.section!r}) cannot be attached automatically; "
@@ -278,6 +297,48 @@ class Program:
         return f"<Program {self.name} SEC({self.section!r}) {state}>"
 
 
+#: attach functions of registered sections (register_section_handler): pattern -> fn
+_SECTION_ATTACH: dict[str, Callable[[Program, str], Any]] = {}
+
+
+def register_section_handler(pattern: str, prog_type: int | str, expected_attach_type: int | str = 0, *,
+                             attach: Callable[[Program, str], Any] | None = None,
+                             sleepable: bool = False) -> None:
+    """Open objects whose programs use a section name only their application knows.
+
+    Like libbpf's ``libbpf_register_prog_handler``: programs in sections matching
+    ``pattern`` (``"myloader+"``, ``"myloader/"`` or an exact name) load with
+    ``prog_type``/``expected_attach_type`` (numbers or names: ``"kprobe"``,
+    ``ProgType.KPROBE``).  ``attach(program, target)`` -- called by ``prog.attach()`` and
+    ``obj.attach()`` -- returns a Link (e.g. from ``tracekit.hooks.links``); without it the
+    programs are loaded but attached by hand.  Register before :func:`tracekit.open`.
+    """
+    from tracekit.obj import sections
+
+    pt = uapi.ProgType[prog_type.upper()] if isinstance(prog_type, str) else prog_type
+    at = uapi.AttachType[expected_attach_type.upper()] if isinstance(expected_attach_type, str) \
+        else expected_attach_type
+    sections.register_section(pattern, int(pt), int(at), sleepable=sleepable)
+    if attach is not None:
+        _SECTION_ATTACH[pattern] = attach
+    else:
+        _SECTION_ATTACH.pop(pattern, None)
+
+
+def unregister_section_handler(pattern: str) -> None:
+    from tracekit.obj import sections
+
+    sections.unregister_section(pattern)
+    _SECTION_ATTACH.pop(pattern, None)
+
+
+def _positive(what: str, value: int, name: str) -> int:
+    v = int(value)
+    if v <= 0 or v > 0xFFFFFFFF:
+        raise TracekitError(f"map {name!r}: {what} must be between 1 and 2**32-1, not {value!r}")
+    return v
+
+
 class ObjectMap:
     """A map of an object: its spec before load (sizes settable), the kernel map after."""
 
@@ -312,13 +373,96 @@ class ObjectMap:
             raise TracekitError(f"map {self.name!r} holds global data; its size is fixed")
         self.spec.max_entries = int(value)
 
+    # --- what libbpf's bpf_map__set_*() change before load ----------------------------------
+
+    def _settable(self, what: str) -> None:
+        if self._obj.loaded:
+            raise TracekitError(f"map {self.name!r}: {what} must be set before load()")
+        if self.spec.is_internal:
+            raise TracekitError(f"map {self.name!r} holds global data ({self.spec.section}); its {what} is fixed")
+
     @property
     def key_size(self) -> int:
-        return self.spec.key_size
+        return self.map.key_size if self.map is not None else self.spec.key_size
+
+    @key_size.setter
+    def key_size(self, value: int) -> None:
+        self._settable("key_size")
+        self.spec.key_size = _positive("key_size", value, self.name)
+        # A BTF type that no longer fits would make the kernel refuse the map: libbpf drops it too.
+        if self.spec.key_type_id and self._btf_size(self.spec.key_type_id) != self.spec.key_size:
+            self.spec.key_type_id = 0
 
     @property
     def value_size(self) -> int:
-        return self.spec.value_size
+        return self.map.value_size if self.map is not None else self.spec.value_size
+
+    @value_size.setter
+    def value_size(self, value: int) -> None:
+        """E.g. a stack-trace map sized by the front end: ``max_depth * 8`` bytes."""
+        self._settable("value_size")
+        self.spec.value_size = _positive("value_size", value, self.name)
+        if self.spec.value_type_id and self._btf_size(self.spec.value_type_id) != self.spec.value_size:
+            self.spec.value_type_id = 0
+
+    @type.setter
+    def type(self, value: int | str) -> None:
+        self._settable("type")
+        try:
+            self.spec.type = int(uapi.MapType[value.upper()] if isinstance(value, str) else uapi.MapType(value))
+        except (KeyError, ValueError):
+            raise TracekitError(f"map {self.name!r}: unknown map type {value!r} "
+                                "(a tracekit.uapi.MapType, e.g. MapType.LRU_HASH or 'lru_hash')") from None
+
+    @property
+    def map_flags(self) -> int:
+        return self.spec.flags
+
+    @map_flags.setter
+    def map_flags(self, value: int) -> None:
+        self._settable("map_flags")
+        self.spec.flags = int(value)
+
+    @property
+    def numa_node(self) -> int:
+        return self.spec.numa_node
+
+    @numa_node.setter
+    def numa_node(self, value: int) -> None:
+        self._settable("numa_node")
+        self.spec.numa_node = int(value)
+        if value:
+            self.spec.flags |= uapi.BPF_F_NUMA_NODE
+
+    @property
+    def map_extra(self) -> int:
+        return self.spec.map_extra
+
+    @map_extra.setter
+    def map_extra(self, value: int) -> None:
+        self._settable("map_extra")
+        self.spec.map_extra = int(value)
+
+    @property
+    def inner_map(self) -> MapSpec | None:
+        """The template of a map-in-map's inner maps (a MapSpec; editable before load)."""
+        return self.spec.inner
+
+    @inner_map.setter
+    def inner_map(self, value: ObjectMap | MapSpec) -> None:
+        """Set the inner map template from another map of this (or any) object, or a spec."""
+        self._settable("inner_map")
+        if self.spec.type not in (uapi.MapType.ARRAY_OF_MAPS, uapi.MapType.HASH_OF_MAPS):
+            raise TracekitError(f"map {self.name!r} is {self.type.name}, not a map-in-map: it has no inner map")
+        spec = value.spec if isinstance(value, ObjectMap) else value
+        self.spec.inner = spec.copy()
+
+    def _btf_size(self, tid: int) -> int | None:
+        btf = self._obj.spec.btf
+        try:
+            return btf.size_of(tid) if btf is not None else None
+        except TracekitError:
+            return None
 
     @property
     def fd(self) -> int:

@@ -193,6 +193,51 @@ def _match(sec: str) -> tuple[tuple[str, int, int, str, int], str] | None:
     return None
 
 
+#: sections an application registered (libbpf's libbpf_register_prog_handler): pattern ->
+#: (program type, expected attach type, flags); matched before the built-in table
+_CUSTOM: dict[str, tuple[int, int, int]] = {}
+#: the attach_kind of programs in a registered section: "custom:" + the pattern
+CUSTOM_KIND = "custom:"
+
+
+def register_section(pattern: str, prog_type: int, expected_attach_type: int = 0, *,
+                     sleepable: bool = False) -> None:
+    """Teach the section parser a name other loaders use (``SEC("myloader/...")``).
+
+    ``pattern`` follows the table's rules: ``"name+"`` matches ``name`` and ``name/<x>``,
+    ``"name/"`` needs ``/<x>``, anything else matches exactly.  Programs in such sections
+    get ``attach_kind == "custom:<pattern>"`` and the text after the prefix as target.
+    Registered patterns win over the built-in table, as in libbpf.
+    """
+    if not pattern or pattern in ("+", "/"):
+        raise SectionError(f"invalid section pattern {pattern!r}: e.g. 'myloader+' or 'myloader/'")
+    _CUSTOM[pattern] = (int(prog_type), int(expected_attach_type), _SLEEP if sleepable else 0)
+    _cache.clear()
+
+
+def unregister_section(pattern: str) -> None:
+    """Forget a pattern :func:`register_section` added (unknown patterns are ignored)."""
+    _CUSTOM.pop(pattern, None)
+    _cache.clear()
+
+
+def _match_custom(sec: str) -> tuple[tuple[str, int, int, str, int], str] | None:
+    for pat, (ptype, atype, flags) in _CUSTOM.items():
+        row = (pat, ptype, atype, CUSTOM_KIND + pat, flags)
+        if pat.endswith("+"):
+            base = pat[:-1]
+            if sec == base:
+                return row, ""
+            if sec.startswith(base + "/"):
+                return row, sec[len(base) + 1 :]
+        elif pat.endswith("/"):
+            if sec.startswith(pat):
+                return row, sec[len(pat) :]
+        elif sec == pat:
+            return row, ""
+    return None
+
+
 _cache: dict[str, SectionDef] = {}
 _CACHE_MAX = 1024  # bounded: a long-running process may open many objects with distinct section names
 
@@ -206,7 +251,9 @@ def parse_section(sec: str) -> SectionDef:
     if hit is not None:
         return hit
     name = sec[1:] if sec.startswith("?") else sec
-    m = _match(name)
+    m = _match_custom(name) if _CUSTOM else None
+    if m is None:
+        m = _match(name)
     if m is None:
         raise SectionError(
             f"unknown program section {sec!r}: tracekit cannot tell the program type. "
