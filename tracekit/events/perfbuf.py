@@ -142,8 +142,9 @@ class PerfBuffer(RecordStream):
         self._rings: list[_CpuRing] = []
         self._in_map: list[int] = []
         self._open_epoll()
-        wanted = list(cpus) if cpus is not None else _perf.online_cpus()
         try:
+            # inside the try: a failure reading the CPU list must close the epoll fd too
+            wanted = list(cpus) if cpus is not None else _perf.online_cpus()
             for cpu in wanted:
                 if cpu >= max_entries:
                     continue  # the map has no slot for it (libbpf skips these too)

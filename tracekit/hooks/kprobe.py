@@ -226,8 +226,39 @@ def log_sweep(kind: str, e: BaseException) -> None:
     logging.getLogger("tracekit.hooks.kprobe").debug("no sweep of stale %s events: %s", kind, e)
 
 
+#: our own events whose removal failed (out of fds, say): retried by the next legacy
+#: operation of this process and at exit, so a transient EMFILE leaves nothing behind
+_pending_removal: set[tuple[str, str]] = set()
+
+
 def remove_legacy_event(kind: str, name: str) -> None:
-    _write_events(legacy_events_file(kind), f"-:{LEGACY_GROUP}/{name}")
+    """Delete our event ``name`` from ``<kind>_events``; on failure it is remembered and
+    retried later (:func:`retry_pending_removals`) before the error is raised."""
+    try:
+        _write_events(legacy_events_file(kind), f"-:{LEGACY_GROUP}/{name}")
+    except OSError as e:
+        if e.errno == _errno.ENOENT:
+            return  # already gone
+        if not _pending_removal:
+            import atexit
+
+            atexit.register(retry_pending_removals)
+        _pending_removal.add((kind, name))
+        raise
+    _pending_removal.discard((kind, name))
+    if _pending_removal:
+        retry_pending_removals()
+
+
+def retry_pending_removals() -> None:
+    """Try again to delete the events whose removal failed; keep the ones that still fail."""
+    for kind, name in sorted(_pending_removal):
+        try:
+            _write_events(legacy_events_file(kind), f"-:{LEGACY_GROUP}/{name}")
+        except (OSError, TracekitError) as e:
+            if getattr(e, "errno", None) != _errno.ENOENT:
+                continue
+        _pending_removal.discard((kind, name))
 
 
 def open_legacy_probe(kind: str, spec_text: str, label: str, *, retprobe: bool, pid: int = -1,
@@ -239,6 +270,8 @@ def open_legacy_probe(kind: str, spec_text: str, label: str, *, retprobe: bool, 
     """
     path = legacy_events_file(kind)
     with _lock:
+        if _pending_removal:
+            retry_pending_removals()
         sweep_stale_events(kind)
         name = legacy_event_name(label)
         try:
@@ -477,5 +510,5 @@ def attach_kprobe_multi(prog_fd: int, pattern: str | Sequence[str], *, retprobe:
 __all__ = [
     "attach_kprobe", "attach_ksyscall", "attach_kprobe_multi", "parse_kprobe_target", "match_functions",
     "syscall_prefix", "pmu_type", "open_pmu_probe", "open_legacy_probe", "remove_legacy_event",
-    "list_legacy_events", "sweep_stale_events", "sweep_once", "kprobe_pmu_available",
+    "list_legacy_events", "sweep_stale_events", "sweep_once", "kprobe_pmu_available", "retry_pending_removals",
 ]

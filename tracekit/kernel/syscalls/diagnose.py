@@ -115,6 +115,10 @@ def privilege_detail(need: Sequence[str]) -> str:
     alt = ""
     if any(c in ("CAP_BPF", "CAP_PERFMON") for c in missing):
         alt = " (or CAP_SYS_ADMIN)"
+    if os.geteuid() == 0:
+        # root without the capability: a container, a bounding set or capsh dropped it
+        return (f"needs {names}{alt}, which this process lacks although it runs as uid 0 (its "
+                f"capabilities were dropped: container, CapabilityBoundingSet, capsh); grant {names}")
     return f"needs {names}{alt}, which this process ({who}) lacks; run as root or grant {names}"
 
 
@@ -238,12 +242,10 @@ def memory_limit(kind: str, size: int | None = None) -> tuple[str, str, str]:
     soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     memlock = f"RLIMIT_MEMLOCK soft limit {_rlim(soft)}"
     if _kernel_at_least(5, 11):
-        cg = _memcg()
-        limit = cg or "the memory cgroup limit"
+        limit = _memcg() or "this process's memory cgroup"
         return (f"memory for {what}", limit,
-                f"out of memory for {what}{asked}: since Linux 5.11 it is charged to the memory "
-                f"cgroup ({limit}); raise that limit, free memory, or make the object smaller "
-                "(e.g. lower max_entries)")
+                f"out of memory for {what}{asked}: since Linux 5.11 it is charged to the {limit}; "
+                "raise that limit, free memory, or make the object smaller (e.g. lower max_entries)")
     return (f"memory for {what}", memlock,
             f"out of locked memory for {what}{asked}: this kernel (before 5.11) charges it to "
             f"{memlock}; raise it with ulimit -l unlimited (needs CAP_SYS_RESOURCE) or make the "
