@@ -319,3 +319,71 @@ def test_cli_usdt_list(binary: str, target: Target) -> None:
     verbose = run("-v", binary)
     assert f"{binary} tk:sema [sema {usdt.usdt_file(binary).find('tk', 'sema')[0].semaphore_address:#x}]" in verbose
     assert "  2 location(s), 1 argument(s)" in verbose
+
+
+def build_throw_target() -> str:
+    """tests/objects/usdt_throw.cc compiled with g++ (cached by content)."""
+    import hashlib
+    import shutil
+
+    from tests.support import BUILD_DIR, OBJECTS_SRC
+
+    src = OBJECTS_SRC / "usdt_throw.cc"
+    out = BUILD_DIR / f"usdt_throw-{hashlib.sha256(src.read_bytes()).hexdigest()[:16]}"
+    if not out.exists():
+        cxx = shutil.which("g++") or shutil.which("c++")
+        if cxx is None:
+            pytest.skip("no C++ compiler for tests/objects/usdt_throw.cc")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([cxx, "-O1", "-o", f"{out}.tmp", str(src)], check=True)
+        os.rename(f"{out}.tmp", out)
+    return str(out)
+
+
+def test_real_shared_library_libstdcxx_throw(fresh: Any) -> None:
+    """A shared library of this machine: libstdc++.so.6's own libstdcxx:throw probe fires
+    once per throw, its second argument the runtime address of the typeinfo thrown."""
+    from tracekit.hooks.uprobe import resolve_path
+
+    lib = os.path.realpath(resolve_path("libstdc++.so.6"))
+    if ("libstdcxx", "throw") not in usdt.usdt_file(lib).probes():
+        pytest.skip(f"{lib} has no libstdcxx:throw USDT probe")
+    exe = build_throw_target()
+
+    def typeinfo(path: str) -> int | None:
+        """Link-time address of typeinfo for std::runtime_error defined in ``path``."""
+        nm = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True, check=True).stdout
+        return next((int(line.split()[0], 16) for line in nm.splitlines()
+                     if line.split()[-1].startswith("_ZTISt13runtime_error@")), None)
+
+    # a PIE referencing the typeinfo gets a copy of it (copy relocation) that then wins
+    owner = exe if typeinfo(exe) is not None else lib
+    tinfo = typeinfo(owner)
+    proc = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write("0\n")  # let the dynamic loader map libstdc++ before we look for it
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "0"
+        assert usdt.usdt_file(lib).is_shared
+        with fresh.programs["tk_any"].attach_usdt("libstdc++.so.6", "libstdcxx", "throw", pid=proc.pid,
+                                                  cookie=7) as link:
+            proc.stdin.write("5\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "5"
+            site = link.sites[0]
+        with open(f"/proc/{proc.pid}/maps") as f:
+            maps = f.read().splitlines()
+
+        def base_of(path: str) -> int:
+            real = os.path.realpath(path)
+            return next(int(line.split("-")[0], 16) for line in maps
+                        if line.rstrip().endswith(real) and line.split()[2] == "00000000")
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    h = hit(fresh, 7)
+    assert h["count"] == 5 and h["arg_cnt"] == 2 and h["pid"] == proc.pid
+    assert tinfo is not None and h["args"][1] == base_of(owner) + tinfo
+    assert h["ip"] == base_of(lib) + site.note.address  # %rip at the probe, in the library's mapping
