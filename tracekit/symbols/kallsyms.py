@@ -210,6 +210,7 @@ class KernelSymbols:
         self._modules_digest = self._modules_signature()
         idx = _Index(data, self.kallsyms_path)
         self._index = idx
+        self._checked_at = time.monotonic()  # just read: no recheck for the next misses
         self.loads += 1
         return idx
 

@@ -9,7 +9,7 @@ address (the step that makes PIE executables and shared libraries resolve).
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DELETED = " (deleted)"
 
@@ -27,18 +27,17 @@ class Mapping:
     inode: int
     #: the file, ``[heap]``/``[stack]``/``[vdso]``/``[anon:...]``, or "" for anonymous memory
     path: str
+    #: the mapped file was unlinked (or replaced) after it was mapped
+    deleted: bool = field(init=False)
+    #: the mapped file's path without ``(deleted)``; None for anonymous/special mappings
+    file_path: str | None = field(init=False)
 
-    @property
-    def deleted(self) -> bool:
-        """The mapped file was unlinked (or replaced) after it was mapped."""
-        return self.path.endswith(DELETED)
-
-    @property
-    def file_path(self) -> str | None:
-        """The mapped file's path without ``(deleted)``; None for anonymous/special mappings."""
-        if not self.path.startswith("/"):
-            return None
-        return self.path[: -len(DELETED)] if self.deleted else self.path
+    def __post_init__(self) -> None:
+        # computed once: symbolizers ask for them on every address
+        deleted = self.path.endswith(DELETED)
+        object.__setattr__(self, "deleted", deleted)
+        fp = (self.path[: -len(DELETED)] if deleted else self.path) if self.path.startswith("/") else None
+        object.__setattr__(self, "file_path", fp)
 
     @property
     def executable(self) -> bool:

@@ -213,6 +213,7 @@ class ProcessSymbols:
         self._elfs: dict[tuple[int, int, str], ElfSymbols | None] = {}
         self._perf_map: PerfMap | None = None
         self._perf_map_checked = float("-inf")
+        self._frames: dict[int, Frame] = {}
         self._lock = threading.Lock()
 
     # --- state ---
@@ -229,6 +230,7 @@ class ProcessSymbols:
         if self._start_time is not None and start != self._start_time:
             self._elfs.clear()  # the pid was reused by another process
             self._perf_map = None
+        self._frames.clear()  # addresses may now be in other files (dlclose/dlopen, JIT reuse)
         self._start_time = start
         self._same_ns = _mnt_ns(self.pid) == _mnt_ns("self")
         self._maps = MapIndex(maps)
@@ -281,8 +283,22 @@ class ProcessSymbols:
 
     # --- resolution ---
 
+    #: resolved frames remembered per process (stacks share most of their frames)
+    MAX_CACHED_FRAMES = 65536
+
     def resolve(self, addr: int) -> Frame:
         """The frame at user address ``addr`` of this process."""
+        hit = self._frames.get(addr)
+        if hit is not None:
+            return hit
+        frame = self._resolve(addr)
+        if frame.resolved:  # unresolved ones may resolve after a remap: not remembered
+            if len(self._frames) >= self.MAX_CACHED_FRAMES:
+                self._frames.clear()
+            self._frames[addr] = frame
+        return frame
+
+    def _resolve(self, addr: int) -> Frame:
         with self._lock:
             idx = self._maps if self._maps is not None else self._load_maps()
             m = idx.find(addr) if idx is not None else None
