@@ -312,7 +312,8 @@ def _fd_sweep(data: bytes, path: str, off: int, legacy: bool) -> list[dict[str, 
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["uprobe_pmu", "uprobe_events"])
-def test_fd_exhaustion_at_every_step_is_a_resource_error_and_leaks_nothing(faults_obj, target, legacy) -> None:
+def test_fd_exhaustion_at_every_step_is_a_resource_error_and_leaks_nothing(faults_obj: bytes, target: tuple[str, int],
+                                                                           legacy: bool) -> None:
     path, off = target
     if legacy:
         need("uprobe_events", os.path.exists(os.path.join(fs.tracefs_path(), "uprobe_events")),
@@ -346,7 +347,7 @@ def test_fd_exhaustion_at_every_step_is_a_resource_error_and_leaks_nothing(fault
     assert took < 60
 
 
-def test_emfile_at_program_load_is_not_a_verifier_error(faults_obj) -> None:
+def test_emfile_at_program_load_is_not_a_verifier_error(faults_obj: bytes) -> None:
     """The reported bug: EMFILE in BPF_PROG_LOAD became 'verifier rejected program'."""
 
     def child() -> dict[str, Any]:
@@ -497,7 +498,7 @@ def _once(msg: str, needle: str) -> bool:
     return msg.count(needle) == 1
 
 
-def test_nobody_gets_the_missing_privilege_named_once(faults_obj, target) -> None:
+def test_nobody_gets_the_missing_privilege_named_once(faults_obj: bytes, target: tuple[str, int]) -> None:
     require_live()
     tracefs = fs.tracefs_path()  # mounted (as root) before the child drops privileges
     path, off = target
@@ -509,13 +510,14 @@ def test_nobody_gets_the_missing_privilege_named_once(faults_obj, target) -> Non
         drop_to_nobody()
         fs._tracefs_cache = None  # forget what root found: look again, as nobody
         out: dict[str, Any] = {}
-        for key, fn in {
+        calls: dict[str, Callable[[], object]] = {
             "load": opened.load,
             "tracefs": fs.tracefs_path,
             "tracepoint_attach": lambda: loaded.programs["tk_fault_tp"].attach(),
             "uprobe_attach": lambda: loaded.programs["tk_fault_up"].attach(f"{path}:{off:#x}"),
             "features": lambda: tracekit.features.probe_all(),
-        }.items():
+        }
+        for key, fn in calls.items():
             try:
                 fn()
                 out[key] = {"cls": None}
@@ -551,7 +553,7 @@ def test_nobody_gets_the_missing_privilege_named_once(faults_obj, target) -> Non
     assert cli["stderr"].startswith("tracekit features: ") and _once(cli["stderr"], "needs CAP_BPF"), cli
 
 
-def test_root_without_cap_perfmon_is_told_cap_perfmon(faults_obj) -> None:
+def test_root_without_cap_perfmon_is_told_cap_perfmon(faults_obj: bytes) -> None:
     """Root with CAP_BPF but neither CAP_PERFMON nor CAP_SYS_ADMIN: BTF and maps load,
     the tracepoint program does not, and the message names CAP_PERFMON, not root."""
     require_live()
@@ -619,7 +621,7 @@ def _kill_loop(body: Callable[[int], None], kills: int, seed: int) -> list[int]:
     return dead
 
 
-def test_kill_9_during_load_leaves_no_kernel_objects(faults_obj) -> None:
+def test_kill_9_during_load_leaves_no_kernel_objects(faults_obj: bytes) -> None:
     require_live()
     since_prog, since_map = last_id(_bpf.prog_get_next_id), last_id(_bpf.map_get_next_id)
 
@@ -639,7 +641,8 @@ def test_kill_9_during_load_leaves_no_kernel_objects(faults_obj) -> None:
     assert wait_gone(since_prog, since_map) == {"progs": [], "maps": [], "links": []}
 
 
-def test_kill_9_during_attach_leaves_no_links_and_no_tracefs_events(faults_obj, target) -> None:
+def test_kill_9_during_attach_leaves_no_links_and_no_tracefs_events(faults_obj: bytes,
+                                                                  target: tuple[str, int]) -> None:
     require_live()
     path, off = target
     need("uprobe_events", os.path.exists(os.path.join(fs.tracefs_path(), "uprobe_events")),

@@ -87,7 +87,7 @@ def _load_btf(b: BTFBuilder) -> int:
     return fd if not err else -err
 
 
-def _btf_ok(build: Callable[[BTFBuilder], None]) -> bool:
+def _btf_ok(build: Callable[[BTFBuilder], object]) -> bool:
     b = BTFBuilder()
     build(b)
     fd = _load_btf(b)

@@ -503,7 +503,7 @@ def _ptr(buf: Any) -> int:
     return ctypes.addressof(buf) if buf is not None else 0
 
 
-def _buf(data: bytes | bytearray | memoryview | None) -> ctypes.Array | None:
+def _buf(data: bytes | bytearray | memoryview | None) -> ctypes.Array[ctypes.c_char] | None:
     """A ctypes copy of ``data`` (kept alive by the caller) or None."""
     if data is None:
         return None
@@ -666,7 +666,7 @@ def prog_load(
     license: str = "GPL",
     name: str = "",
     log_level: int = 0,
-    log_buf: ctypes.Array | None = None,
+    log_buf: ctypes.Array[ctypes.c_char] | None = None,
     kern_version: int = 0,
     prog_flags: int = 0,
     expected_attach_type: int = 0,
@@ -805,7 +805,8 @@ _PERFMON_PROG_TYPES = frozenset(int(ProgType[n]) for n in (
 _PLAIN_PROG_TYPES = frozenset(int(ProgType[n]) for n in ("SOCKET_FILTER", "CGROUP_SKB", "SYSCALL"))
 
 
-def btf_load(data: bytes, *, log_level: int = 0, log_buf: ctypes.Array | None = None) -> tuple[int, int, int]:
+def btf_load(data: bytes, *, log_level: int = 0,
+             log_buf: ctypes.Array[ctypes.c_char] | None = None) -> tuple[int, int, int]:
     """One BPF_BTF_LOAD; returns ``(fd or -1, errno, log_true_size)``."""
     raise_memlock_rlimit()
     b = _buf(data)
@@ -883,15 +884,15 @@ def link_create(
             keep += [strs, arr]
             km.syms = ctypes.addressof(arr)
         if kprobe_multi_addrs is not None:
-            arr = (_u64 * n)(*kprobe_multi_addrs)
-            keep.append(arr)
-            km.addrs = ctypes.addressof(arr)
+            addrs = (_u64 * n)(*kprobe_multi_addrs)
+            keep.append(addrs)
+            km.addrs = ctypes.addressof(addrs)
         if kprobe_multi_cookies is not None:
             if len(kprobe_multi_cookies) != n:
                 raise ValueError("kprobe_multi_cookies must have one cookie per target")
-            arr = (_u64 * n)(*kprobe_multi_cookies)
-            keep.append(arr)
-            km.cookies = ctypes.addressof(arr)
+            cks = (_u64 * n)(*kprobe_multi_cookies)
+            keep.append(cks)
+            km.cookies = ctypes.addressof(cks)
     elif bpf_cookie:
         a.perf_event.bpf_cookie = bpf_cookie
     elif target_btf_id or tracing_cookie:
@@ -978,7 +979,7 @@ def _next_id(cmd: int, start: int) -> int | None:
         return None
     if err:
         raise bpf_error(cmd, "", err)
-    return a.next_id
+    return int(a.next_id)
 
 
 def prog_get_next_id(start: int = 0) -> int | None:

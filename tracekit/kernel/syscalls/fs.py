@@ -139,7 +139,7 @@ def is_bpffs(path: str) -> bool:
     _libc.statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
     if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
         return False
-    return (buf.f_type & 0xFFFFFFFF) == 0xCAFE4A11
+    return bool((buf.f_type & 0xFFFFFFFF) == 0xCAFE4A11)
 
 
 #: tracepoint ids read inside :func:`tracepoint_id_memo` (None outside it)
