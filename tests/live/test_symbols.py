@@ -180,3 +180,31 @@ def test_bpf_programs_appear_after_a_refresh_on_a_miss(profile: Profile) -> None
         assert ks.loads == loads  # core kernel hits never re-read
     finally:
         obj.close()
+
+
+def test_a_process_in_another_mount_namespace_resolves_through_its_root(tmp_path: Any) -> None:
+    """The helper runs from a path that exists only in its own mount namespace (as in a
+    container): the host path is empty, /proc/PID/root/<path> has the file."""
+    require_live()
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1)")
+    src = tmp_path / "src"
+    inside = tmp_path / "inside"
+    src.mkdir()
+    inside.mkdir()
+    shutil.copy(spin_target(), src / "spin")
+    p = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                          f'mount --bind "{src}" "{inside}" && exec "{inside}/spin" idle'],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        spin = int(p.stdout.readline().split()[0], 16)
+        assert not (inside / "spin").exists()  # not visible from here
+        f = Symbolizer().process(p.pid).resolve(spin)
+        assert (f.name, f.module) == (SPIN_FUNC, f"{inside}/spin")
+    finally:
+        p.kill()
+        p.wait()

@@ -433,3 +433,18 @@ def test_vdso_frames_resolve() -> None:
     fn = next(s for s in elf.symbols() if "clock_gettime" in s.name)
     frame = ProcessSymbols(os.getpid()).resolve(vdso.start + fn.addr + 2)
     assert frame.format() == f"{fn.name}+0x2 [vdso]"
+
+
+def test_deleted_executable_resolves_through_map_files(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("/proc/PID/map_files needs root")
+    copy = tmp_path / "spin_copy"
+    shutil.copy(spin_target(), copy)
+    p, spin, _ = spawn(str(copy), "idle")
+    try:
+        copy.unlink()  # e.g. a package upgrade replaced the binary under the running process
+        f = ProcessSymbols(p.pid).resolve(spin + 1)
+        assert (f.name, f.offset, f.module) == (SPIN_FUNC, 1, str(copy))
+    finally:
+        p.kill()
+        p.wait()
