@@ -197,7 +197,9 @@ def _exercise_btf(btf: Any) -> None:
 def run_elf(data: bytes, ctx: Context) -> None:
     """``tracekit.open(bytes, btf=...)``, globals, event types, the plan of every program."""
     import tracekit
+    from tracekit.btf.sanitize import BTFFeatures, prepare
     from tracekit.errors import TracekitError
+    from tracekit.obj import externs
     from tracekit.obj.plan import plan_program
 
     obj = tracekit.open(data, btf=ctx.target)
@@ -206,11 +208,34 @@ def run_elf(data: bytes, ctx: Context) -> None:
         gd = obj.section(sec)
         gd.as_dict()
         repr(gd)
+    plans = {}
     for p in spec.programs.values():
         try:
-            plan_program(spec, p, [ctx.target])
+            plans[p.name] = plan_program(spec, p, [ctx.target])
         except TracekitError:
             pass
+    # the rest of load() before its first syscall: externs against the target (kernel
+    # facts given as data: no kallsyms, a small config), then BTF sanitization for a
+    # current and for an old kernel
+    if spec.externs:
+        facts = externs.KernelFacts(targets=[ctx.target], kallsyms={}, kconfig={"CONFIG_HZ": "250"},
+                                    kernel_version=0x61200)
+        try:
+            res = externs.resolve_externs(spec, facts)
+            for plan in plans.values():
+                if plan.extern_refs:
+                    externs.patch_program(plan, res)
+        except TracekitError:
+            pass
+    if spec.btf is not None:
+        progs = [(n, pl.spec.prog_type, pl.func_info) for n, pl in plans.items()]
+        old = BTFFeatures(func=False, func_global=False, datasec=False, qmark_datasec=False, float=False,
+                          decl_tag=False, type_tag=False, enum64=False)
+        for feats in (BTFFeatures(), old):
+            try:
+                prepare(spec.btf, feats, progs, arg_ctx_native=feats.func)
+            except TracekitError:
+                pass
     if spec.btf is not None:
         try:
             obj.event_type("event")
@@ -452,7 +477,9 @@ class Mutator:
             hdr_len, type_off, type_len = struct.unpack_from("<III", buf, base + 4)
         except struct.error:
             return
-        op = r.randrange(5)
+        op = r.randrange(7)
+        if op >= 5 and self.btf_refs_in(buf, base, length):
+            return
         if op == 0:  # header field boundary values
             field_off = base + r.choice([4, 8, 12, 16, 20])
             self._put(buf, field_off, 4, self._int(4, int.from_bytes(buf[field_off : field_off + 4], "little")))
@@ -475,6 +502,47 @@ class Mutator:
         else:
             self.bytes_in(buf, tstart, tend)
 
+    def btf_refs_in(self, buf: bytearray, base: int, length: int) -> bool:
+        """Re-point one type reference (a typedef's target, a member's type, an array's
+        element) at another id: itself (cycles), a neighbour, 0 or past the end."""
+        from tracekit.btf.reader import BTF
+        from tracekit.btf.types import KIND_EXTRA_PER_VLEN, Kind
+        from tracekit.errors import TracekitError
+
+        r = self.rng
+        try:
+            btf = BTF(bytes(buf[base : base + length]))
+        except TracekitError:
+            return False
+        n = btf.type_count
+        if not n:
+            return False
+        tstart = base + btf.hdr_len + struct.unpack_from("<I", buf, base + 8)[0]
+        for _ in range(8):
+            tid = r.randrange(1, n + 1)
+            o = btf.offsets[tid - 1]
+            info = btf._words[o + 1]
+            k, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+            spots: list[int] = []
+            if k in (Kind.PTR, Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG,
+                     Kind.FUNC, Kind.FUNC_PROTO, Kind.VAR, Kind.DECL_TAG):
+                spots.append(o + 2)
+            if k == Kind.ARRAY:
+                spots += [o + 3, o + 4, o + 5]  # element type, index type, nelems
+            per = KIND_EXTRA_PER_VLEN.get(k, 0) // 4
+            if k in (Kind.STRUCT, Kind.UNION, Kind.FUNC_PROTO, Kind.DATASEC) and vlen:
+                j = r.randrange(vlen)
+                first = o + 3 + j * per
+                spots += {Kind.STRUCT: [first + 1, first + 2], Kind.UNION: [first + 1, first + 2],
+                          Kind.FUNC_PROTO: [first + 1], Kind.DATASEC: [first, first + 1, first + 2]}[Kind(k)]
+            if not spots:
+                continue
+            w = r.choice(spots)
+            value = r.choice([tid, tid, tid - 1, tid + 1, 0, n, n + 1, r.randrange(1, n + 1), 0xFFFFFFFF])
+            self._put(buf, tstart + 4 * w, 4, value)
+            return True
+        return False
+
     def btf_ext_in(self, buf: bytearray, base: int, length: int) -> None:
         r = self.rng
         if length < 32 or r.random() < 0.3:
@@ -487,8 +555,13 @@ class Mutator:
             p = base + hdr_len + off
             if p + 16 <= base + length:
                 words += [p - base, p - base + 4 + 4, p - base + 8]  # rec_size, first num_info
-        fo = r.choice(words)
-        self._put(buf, base + fo, 4, self._int(4, int.from_bytes(buf[base + fo : base + fo + 4], "little")))
+        if r.random() < 0.5:
+            # a field of one record (insn_off, type_id, access string / name offsets, kind)
+            fo = r.randrange(hdr_len, length - 4) & ~3
+        else:
+            fo = r.choice(words)
+        cur = int.from_bytes(buf[base + fo : base + fo + 4], "little")
+        self._put(buf, base + fo, 4, self._int(4, cur) if r.random() < 0.7 else cur + r.choice([-8, -1, 1, 8]))
 
     def elf(self, data: bytes) -> bytes:
         r = self.rng
@@ -507,7 +580,10 @@ class Mutator:
                 fo, width = r.choice([(0x28, 8), (0x3A, 2), (0x3C, 2), (0x3E, 2), (0x10, 2), (0x12, 2)])
                 self._put(buf, fo, width, self._int(width))
             elif secs and op < 0.9:  # inside one section, aware of what it holds
-                name, _, off, size = r.choice([s for s in secs if s[3] and s[2] + s[3] <= len(buf)] or secs)
+                live = [s for s in secs if s[3] and s[2] + s[3] <= len(buf)] or secs
+                # what tracekit reads (DWARF is ignored): mostly mutate those
+                relevant = [s for s in live if not s[0].startswith((".debug", ".rel.debug", ".llvm"))]
+                name, _, off, size = r.choice(relevant if relevant and r.random() < 0.9 else live)
                 if off + size > len(buf) or size == 0:
                     self.bytes_in(buf, 0, len(buf))
                 elif name == ".BTF":
