@@ -29,6 +29,15 @@ struct cs_resized { unsigned long long u; long s; void *p; unsigned int w; };
 #endif
 ANCHOR(struct cs_resized, cs_resized)
 
+/* ---- 3b. array fields of another length: one element decides the access size ---- */
+struct cs_pair { int x; int y; };
+#ifndef TARGET
+struct cs_arrays { int a[5]; struct cs_pair e[2]; int s[3]; unsigned int u[2]; } PAC;
+#else
+struct cs_arrays { long pad; int a[7]; struct cs_pair e[4]; long s[3]; unsigned long long u[2]; };
+#endif
+ANCHOR(struct cs_arrays, cs_arrays)
+
 /* ---- 4. bitfields, incl. ones straddling their storage unit in a packed target ---- */
 #ifndef TARGET
 struct cs_bits { unsigned int a:3; int b:5; unsigned long long c:40; unsigned int d:4; } PAC;
@@ -166,6 +175,17 @@ SEC("raw_tp") int resized(void *ctx)
 	out[4] = bpf_core_field_size(p->u);
 	out[5] = CORE_FIELD(p->s, K_SIGNED);
 	out[6] = CORE_FIELD(p->u, K_SIGNED);
+	return 0;
+}
+
+SEC("raw_tp") int array_fields(void *ctx)
+{
+	struct cs_arrays *p = ctx;
+
+	out[0] = *p->a;			/* int a[5] -> int a[7]: same element, no resize */
+	out[1] = *(int *)p->e;		/* struct cs_pair e[2] -> e[4]: same element size */
+	out[2] = *p->s;			/* int s[3] -> long s[3]: signed element grows: poison */
+	out[3] = *p->u;			/* unsigned u[2] -> u64 u[2]: unsigned element may grow */
 	return 0;
 }
 

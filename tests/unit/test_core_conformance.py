@@ -117,6 +117,24 @@ def test_resized_fields_change_access_size_only_when_safe(conf: CorePair) -> Non
     assert "8 bytes in the target but 4 locally" in by["struct cs_resized.s"].reason
 
 
+def test_array_fields_of_another_length_resize_by_their_element(conf: CorePair) -> None:
+    """libbpf's 2025 fix: a load through an array field touches one element, so the element
+    size -- not the array's -- decides whether the access may change size."""
+    insns, fxs, got = results(conf, "array_fields")
+    assert got == {
+        (K.FIELD_BYTE_OFFSET, "struct cs_arrays.a", 8),     # int[5] -> int[7]: no resize
+        (K.FIELD_BYTE_OFFSET, "struct cs_arrays.e", 36),    # struct pair[2] -> [4]: no resize
+        (K.FIELD_BYTE_OFFSET, "struct cs_arrays.s", POISON),  # int[3] -> long[3]: signed grows
+        (K.FIELD_BYTE_OFFSET, "struct cs_arrays.u", 96),    # u32[2] -> u64[2]: unsigned may grow
+    }
+    by = {f.spec: f for f in fxs}
+    assert by["struct cs_arrays.a"].mem_size is None and insns[by["struct cs_arrays.a"].insn].code & 0x18 == BPF_W
+    assert by["struct cs_arrays.e"].mem_size is None
+    u = by["struct cs_arrays.u"]
+    assert (u.mem_size, insns[u.insn].code & 0x18) == ((4, 8), BPF_DW)
+    assert "8 bytes in the target but 4 locally" in by["struct cs_arrays.s"].reason
+
+
 def test_bitfields_including_straddling_ones(conf: CorePair) -> None:
     _, _, got = results(conf, "bits")
     exp = set()

@@ -194,6 +194,21 @@ def _skip(btf: BTF, tid: int) -> tuple[int, Type]:
     raise CORERelocationError(f"modifier/typedef chain too long at type [{tid}]")
 
 
+def _element(btf: BTF, tid: int) -> int:
+    """The innermost element type of (possibly nested) array ``tid``; ``tid`` itself otherwise.
+
+    A load or store through an array field touches one element, so that element -- not the
+    whole array -- is what decides whether the access may change size (libbpf fixed the
+    same check in 2025: ``int a[5]`` locally vs ``int a[7]`` in the kernel is no resize).
+    """
+    for _ in range(_MAX_DEPTH * 4):
+        tid, t = _skip(btf, tid)
+        if t.kind != Kind.ARRAY:
+            return tid
+        tid = t.type  # an ARRAY's type is its element type
+    raise CORERelocationError(f"array nesting too deep at type [{tid}]")
+
+
 def _size(btf: BTF, tid: int) -> int:
     try:
         return btf.size_of(tid)
@@ -609,8 +624,8 @@ class CoreRelocator:
             # an array element (or the root itself): only offset and size make sense
             if kind == CoreKind.FIELD_BYTE_OFFSET:
                 val = spec.bit_offset // 8
-                sz = _size(btf, acc.type_id)
-                type_id = acc.type_id
+                type_id = _element(btf, acc.type_id)
+                sz = _size(btf, type_id)
             elif kind == CoreKind.FIELD_BYTE_SIZE:
                 val = _size(btf, acc.type_id)
             else:
@@ -646,8 +661,8 @@ class CoreRelocator:
             if kind == CoreKind.FIELD_BYTE_OFFSET:
                 val = byte_off
                 if not bitfield:
-                    sz = byte_sz
-                    type_id = field_id
+                    type_id = _element(btf, field_id)
+                    sz = _size(btf, type_id) if type_id != field_id else byte_sz
             elif kind == CoreKind.FIELD_BYTE_SIZE:
                 val = byte_sz
             elif kind == CoreKind.FIELD_SIGNED:
