@@ -110,7 +110,7 @@ def test_kernel_stacks_resolve_to_real_kernel_symbols(profile: Profile) -> None:
         assert frames
         for f in frames:
             assert f.name in names and f.module == "kernel", f
-            seen.add(f.name)  # type: ignore[arg-type]
+            seen.add(f.name)
     # the reader thread's read(2) on /dev/zero shows up as the syscall entry and a read
     assert any("read" in n for n in seen) and any("syscall" in n.lower() for n in seen), seen
 

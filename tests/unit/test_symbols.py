@@ -448,3 +448,36 @@ def test_deleted_executable_resolves_through_map_files(tmp_path: Path) -> None:
     finally:
         p.kill()
         p.wait()
+
+
+FOREIGN_C = """\
+int helper_one(int x) { return x + 1; }
+int helper_two(int x) { return helper_one(x) * 2; }
+void _start(void) { for (;;) helper_two(3); }
+"""
+
+
+@pytest.mark.parametrize("target", ["i386-linux-gnu", "powerpc-linux-gnu", "s390x-linux-gnu", "aarch64-linux-gnu"])
+def test_other_elf_classes_and_byte_orders(tmp_path: Path, target: str) -> None:
+    """ELF32/ELF64, little and big endian, read with the same bounds-checked reader (nm as oracle)."""
+    clang = shutil.which(os.environ.get("CLANG", "clang-19"))
+    if clang is None:
+        pytest.fail("clang-19 not found: run the README's test command, which installs it")
+    src = tmp_path / "t.c"
+    src.write_text(FOREIGN_C)
+    obj = tmp_path / "t.o"
+    subprocess.run([clang, "-target", target, "-O1", "-c", "-o", str(obj), str(src)], check=True)
+    path = obj
+    if target.startswith("i386") and shutil.which("ld.bfd"):
+        path = tmp_path / "t32"  # a linked ELF32 executable, with segments
+        subprocess.run(["ld.bfd", "-m", "elf_i386", "-o", str(path), str(obj)], check=True)
+    elf = ElfSymbols.from_path(path)
+    sizes = nm_sizes(str(path))
+    # (in a relocatable object the first function sits at 0, which the index leaves out)
+    for name in ("helper_two", "_start"):
+        addr, size = sizes[name]
+        s = elf.lookup(addr + size - 1)
+        assert s is not None and (s.name, s.addr, s.size) == (name, addr, size), (target, name, s)
+    if path != obj:
+        assert elf.segments and elf.offset_to_vaddr(elf.vaddr_to_offset(sizes["helper_one"][0]) or 0) == \
+            sizes["helper_one"][0]
