@@ -391,6 +391,26 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
+def test_emfile_opening_an_object_file_is_not_a_parse_error() -> None:
+    path = prebuilt("faults.bpf.c")
+
+    def child() -> dict[str, Any]:
+        tracekit.open(path).close()  # warm: modules imported on first use need fds too
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_limit_for(0), hard))
+        try:
+            tracekit.open(path)
+            return {"cls": None}
+        except Exception as e:  # noqa: BLE001
+            return {"cls": type(e).__name__, "msg": str(e), "mro": [c.__name__ for c in type(e).__mro__]}
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    got = in_child(child)
+    assert got["cls"] == "FileDescriptorLimitError" and "ParseError" not in got["mro"], got
+    assert "RLIMIT_NOFILE" in got["msg"] and "ulimit -n" in got["msg"]
+
+
 def _memcg_v1_dir() -> str | None:
     """Our memory cgroup (v1) directory, if this host has one we may create children in."""
     try:

@@ -50,7 +50,7 @@ from tracekit.btf.types import (
     Type,
 )
 from tracekit.btf.writer import BTFBuilder
-from tracekit.errors import BTFError, ELFError, RelocationError, SectionError
+from tracekit.errors import RESOURCE_ERRNOS, BTFError, ELFError, RelocationError, SectionError, error_for_errno
 from tracekit.obj.insn import (
     BPF_PSEUDO_CALL,
     BPF_PSEUDO_FUNC,
@@ -975,6 +975,8 @@ def load_spec(src: str | os.PathLike[str] | bytes, *, name: str | None = None) -
             with open(path, "rb") as fh:
                 data = fh.read()
         except OSError as e:
+            if e.errno in RESOURCE_ERRNOS:  # out of fds or memory: a limit, not a bad object
+                raise error_for_errno(f"read BPF object {path!r}", e.errno) from None
             raise ELFError(f"cannot read BPF object {path!r}: {e.strerror}") from e
         what = path
         obj = name or object_name(path)
