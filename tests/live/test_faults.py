@@ -391,6 +391,37 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
+def test_feature_probes_out_of_fds_raise_and_do_not_cache_a_no() -> None:
+    require_live()
+
+    def child() -> dict[str, Any]:
+        from tracekit.kernel import features
+
+        truth = {n: getattr(features, n)() for n in ("btf_float", "bpf_cookie")}
+        truth["ringbuf"] = features.map_type("ringbuf")
+        features.reset()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_limit_for(0), hard))
+        raised = {}
+        try:
+            for n, fn in (("btf_float", features.btf_float), ("bpf_cookie", features.bpf_cookie),
+                          ("ringbuf", lambda: features.map_type("ringbuf"))):
+                try:
+                    raised[n] = f"answered {fn()}"
+                except FileDescriptorLimitError as e:
+                    raised[n] = str(e)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        again = {n: getattr(features, n)() for n in ("btf_float", "bpf_cookie")}
+        again["ringbuf"] = features.map_type("ringbuf")
+        return {"truth": truth, "raised": raised, "again": again}
+
+    got = in_child(child)
+    for n, msg in got["raised"].items():
+        assert "(kernel feature probe)" in msg and "RLIMIT_NOFILE soft limit" in msg, (n, msg)
+    assert got["again"] == got["truth"] and all(got["truth"].values()), got
+
+
 def test_emfile_opening_an_object_file_is_not_a_parse_error() -> None:
     path = prebuilt("faults.bpf.c")
 
