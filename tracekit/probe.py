@@ -207,6 +207,13 @@ class Probe(Generic[E]):
         if self.obj is not None:
             self.obj.close()
 
+    @property
+    def lost(self) -> int:
+        """Events lost since the probe started (:attr:`tracekit.object.Object.lost`: the
+        probe's ring-buffer drop counters and its perf buffers' lost records); still
+        readable after close."""
+        return self.obj.lost if self.obj is not None else 0
+
     async def __aenter__(self) -> Probe[E]:
         return self.start()
 

@@ -124,7 +124,15 @@ class PerfBuffer(RecordStream):
     ``PerfBuffer(map_fd, max_entries, page_count=8, decoder=EventType|None, raw=False)``.
     Records are ``bytes`` (with the kernel's alignment padding) unless a decoder is given.
     The reader does not own ``map_fd``; it owns the perf events it puts in the map.
+
+    ``lost`` counts the records the kernel dropped because this reader's rings were full
+    (PERF_RECORD_LOST notices, seen as the rings are drained).  A perf event array has
+    one slot per CPU, so one map has one reader at a time (:meth:`Object.reader` refuses a
+    second).
     """
+
+    #: records lost (PERF_RECORD_LOST), counted as the rings are drained
+    lost: int = 0
 
     def __init__(self, map_fd: Any, max_entries: int, *, name: str = "", decoder: Decoder | None = None,
                  raw: bool = False, page_count: int = 8, cpus: Sequence[int] | None = None,

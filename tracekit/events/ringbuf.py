@@ -276,11 +276,24 @@ class RingBuffer(RecordStream):
     ``RingBuffer(map_fd, max_entries, name=..., decoder=EventType|None, raw=False)``.
     Records are ``bytes`` unless a decoder is given (and ``raw`` is false).  The reader
     does not own ``map_fd`` (the map object does); it keeps its own mmap of the ring.
+
+    It waits on an epoll instance of its own (created on the first wait) that holds the
+    map fd, never on the map fd itself: two readers of one map in one event loop would
+    otherwise register the same fd twice (``anyio.BusyResourceError``).  Readers of one
+    map consume from one kernel ring, so they split its records between them.
+
+    ``drop_counter`` is a callable returning the probe's running count of records it
+    could not reserve (``TK_DROP_COUNTER(map)``); :attr:`lost` is its growth since the
+    reader was opened (0 without one: the kernel itself does not count ring-buffer drops).
     """
 
     def __init__(self, map_fd: Any, max_entries: int, *, name: str = "", decoder: Decoder | None = None,
-                 raw: bool = False, batch_size: int = DEFAULT_BATCH, memory: RingMemory | None = None) -> None:
+                 raw: bool = False, batch_size: int = DEFAULT_BATCH, memory: RingMemory | None = None,
+                 drop_counter: Callable[[], int] | None = None) -> None:
         self._init_stream(batch_size)
+        self._drop_counter = drop_counter
+        self._lost_base = drop_counter() if drop_counter is not None else 0
+        self._lost_final = 0
         self.name = name
         self.max_entries = max_entries
         self._fd = _as_fd(map_fd) if map_fd is not None else -1
@@ -313,14 +326,31 @@ class RingBuffer(RecordStream):
         self._check()
         return self._drain.available()
 
+    @property
+    def lost(self) -> int:
+        """Records the probe dropped on this ring since the reader opened (its drop counter)."""
+        if self._drop_counter is None or self._closed:
+            return self._lost_final
+        try:
+            self._lost_final = max(0, self._drop_counter() - self._lost_base)
+        except Exception:  # noqa: BLE001 - the object's global data went away: keep the last count
+            pass
+        return self._lost_final
+
     def _wait_fd(self) -> int:
         self._check()
         if self._fd < 0:
             raise ClosedError(f"{self._what()} has no fd to wait on (memory-only reader)")
-        return self._fd  # the map fd is the map object's: nothing to close here
+        if self._ep is None:
+            # Created on first use: rings merged into a RingBufferSet never wait themselves.
+            ep = self._open_epoll()
+            ep.register(self._fd, select.EPOLLIN)
+        return self._ep.fileno()
 
     def _release(self) -> None:
-        """Unmap the ring (the map fd belongs to the map object)."""
+        """Unmap the ring (the map fd belongs to the map object); the epoll fd, if any, is
+        the stream's to close."""
+        _ = self.lost  # the final count, while the counter can still be read
         self._mem.close()
 
 
@@ -363,6 +393,11 @@ class RingBufferSet(RecordStream):
             out.extend(r.read_available(limit - (len(out) - n)))
         return len(out) - n
 
+    @property
+    def lost(self) -> int:
+        """Records dropped on any of the rings since the set opened."""
+        return sum(r.lost for r in self.readers)
+
     def _release(self) -> None:
         for r in self.readers:
             r.close()
@@ -374,12 +409,17 @@ def merge(*readers: RingBuffer, batch_size: int = DEFAULT_BATCH) -> RingBufferSe
 
 
 def open_readers(maps: Sequence[tuple[Any, int, str]], *, decoder: Decoder | None = None,
-                 raw: bool = False) -> RingBuffer | RingBufferSet:
-    """Readers for ``(map_fd, max_entries, name)`` triples: one ring, or a merged set."""
+                 raw: bool = False,
+                 drop_counters: dict[str, Callable[[], int]] | None = None) -> RingBuffer | RingBufferSet:
+    """Readers for ``(map_fd, max_entries, name)`` triples: one ring, or a merged set.
+
+    ``drop_counters`` maps a ring's name to its drop counter (see :class:`RingBuffer`)."""
     readers: list[RingBuffer] = []
+    counters = drop_counters or {}
     try:
         for fd, max_entries, name in maps:
-            readers.append(RingBuffer(fd, max_entries, name=name, decoder=decoder, raw=raw))
+            readers.append(RingBuffer(fd, max_entries, name=name, decoder=decoder, raw=raw,
+                                      drop_counter=counters.get(name)))
         if len(readers) == 1:
             return readers[0]
         return RingBufferSet(readers)

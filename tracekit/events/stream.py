@@ -109,6 +109,15 @@ class RecordStream:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def lost(self) -> int:
+        """Records the kernel could not hand to this reader (0 when the channel cannot tell).
+
+        Perf buffers count the kernel's PERF_RECORD_LOST notices; ring buffers read the
+        drop counter the probe declares (``TK_DROP_COUNTER(map)`` in tracekit.h).
+        """
+        return 0
+
     def _check(self) -> None:
         if self._closed:
             raise ClosedError(f"{self._what()} is closed")
@@ -241,11 +250,28 @@ __all__ = ["DEFAULT_BATCH", "EventIterator", "RecordStream"]
 
 
 class EventIterator:
-    """An async iterator over a reader's records, with optional decode and filter steps.
+    """An async iterator over a reader of its own, with optional decode and filter steps:
+    one ``async for`` loop over ``obj.events()`` or a started ``Probe``.
 
-    A plain class rather than an async generator: breaking out of ``async for`` leaves
-    nothing to finalize (trio warns about unfinished async generators), and ``close()``
-    releases the reader at once.  The reader closes when iteration ends or fails.
+    **Lifetime: the reader lives exactly as long as the loop.**  It is released (its
+    mmaps and fds closed) when iteration ends, when ``__anext__`` raises (a failing
+    decoder, or a cancellation of the waiting task: a cancelled ``async for`` is over),
+    on ``close()``/``aclose()``/leaving ``with``, and when the iterator is finalized.  The
+    last case is how ``break`` and an exception raised in the loop body release it:
+    ``async for`` does not call ``aclose()``, but CPython drops the iterator (which only
+    the loop refers to) as soon as the loop is left, and :meth:`__del__` closes the reader
+    then.  Keep a reference (``it = obj.events()``) and the reader stays open until ``it``
+    goes; to wait for one record under a timeout and go on reading afterwards, use a
+    reader (``obj.reader()``), whose reads may be cancelled without losing records.
+
+    A plain class rather than an async generator: nothing is left to finalize on trio
+    (which warns about unfinished async generators).
+
+    **Several loops over one object** each get their own reader.  Readers of one ring
+    buffer consume from the same kernel ring (there is one consumer position per map), so
+    the records are *split* between them, each record going to exactly one loop (within
+    one thread; readers in different threads would race on the consumer position).
+    ``lost`` is the reader's count of lost records (:attr:`RecordStream.lost`).
     """
 
     __slots__ = ("_reader", "_next", "_decode", "_keep", "_on_close")
@@ -268,15 +294,36 @@ class EventIterator:
                 ev = decode(rec) if decode is not None else rec
                 if ev is not None and (keep is None or keep(ev)):
                     return ev
-        except StopAsyncIteration:
+        except BaseException:
+            # StopAsyncIteration, a decode/filter error or a cancellation: in each case the
+            # `async for` is over, and a traceback kept by the caller must not hold the
+            # reader's fds and mmaps open.
             self.close()
             raise
+
+    @property
+    def reader(self) -> Any:
+        """The reader this loop consumes (closed once the loop is over)."""
+        return self._reader
+
+    @property
+    def lost(self) -> int:
+        """Records lost by the kernel side of this loop's reader (see the reader's ``lost``)."""
+        return int(getattr(self._reader, "lost", 0))
 
     def close(self) -> None:
         self._reader.close()
         if self._on_close is not None:
             cb, self._on_close = self._on_close, None
             cb(self._reader)
+
+    def __del__(self) -> None:
+        # `break` (or an exception in the loop body) leaves `async for` without aclose():
+        # this is where the loop's reader goes, right after the loop under refcounting.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - a finalizer must not raise; the object's close still runs
+            pass
 
     async def aclose(self) -> None:
         self.close()
@@ -292,4 +339,3 @@ class EventIterator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

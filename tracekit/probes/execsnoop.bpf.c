@@ -21,7 +21,7 @@ const volatile int max_args = DEFAULT_MAXARGS;
 
 /* Live counters user space may read from the mmapped .bss. */
 __u64 events_emitted = 0;
-__u64 events_dropped = 0;   /* ring buffer full */
+TK_DROP_COUNTER(events);    /* tk_dropped_events: ring buffer full (readers report it as lost) */
 __u64 records_lost = 0;     /* in-flight map full at enter: execve not traced */
 
 /* A zero record to seed the map: struct event is far larger than the 512-byte stack. */
@@ -158,9 +158,7 @@ int tracepoint__syscalls__sys_exit_execve(struct trace_event_raw_sys_exit *ctx)
 	len = offsetof(struct event, args) + e->args_size;
 	if (len > sizeof(*e))
 		goto cleanup;
-	if (bpf_ringbuf_output(&events, e, len, 0))
-		tk_count(events_dropped);
-	else
+	if (!tk_ringbuf_output_or_drop(events, e, len))
 		tk_count(events_emitted);
 cleanup:
 	bpf_map_delete_elem(&execs, &tid);

@@ -26,7 +26,7 @@ const volatile bool targ_failed = false;
 
 /* Live counters user space may read from the mmapped .bss. */
 __u64 events_emitted = 0;
-__u64 events_dropped = 0;   /* ring buffer full */
+TK_DROP_COUNTER(events);    /* tk_dropped_events: ring buffer full (readers report it as lost) */
 
 struct args_t {
 	const char *fname;
@@ -93,11 +93,9 @@ static __always_inline int trace_exit(struct trace_event_raw_sys_exit *ctx)
 	if (targ_failed && ret >= 0)
 		goto cleanup;
 
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		tk_count(events_dropped);
+	e = tk_ringbuf_reserve_or_drop(events, sizeof(*e));
+	if (!e)
 		goto cleanup;
-	}
 	e->ts = bpf_ktime_get_ns();
 	e->pid = tgid;
 	e->tid = tid;

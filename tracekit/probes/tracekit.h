@@ -68,6 +68,41 @@
 /* Bump a 64-bit counter in a global (.bss/.data) variable from any CPU. */
 #define tk_count(var) __sync_fetch_and_add(&(var), 1)
 
+/*
+ * Lost events.  The kernel does not count records a BPF program fails to put in a ring
+ * buffer (a full ring: bpf_ringbuf_reserve() returns NULL, bpf_ringbuf_output() an
+ * error), so the probe must.  The convention tracekit's readers rely on:
+ *
+ *     TK_DROP_COUNTER(events);                 // at file scope, once per ring buffer map
+ *     e = tk_ringbuf_reserve_or_drop(events, sizeof(*e));
+ *     if (!e) return 0;                        // already counted
+ *     ...
+ *     tk_ringbuf_output_or_drop(events, &buf, len);
+ *
+ * TK_DROP_COUNTER(map) declares the global `__u64 tk_dropped_<map>` (zero, so in .bss,
+ * mmapped by the loader); a reader of ring buffer <map> finds it by name and reports its
+ * growth as `reader.lost`, `Object.lost` sums every tk_dropped_* of the object, and the
+ * tools print "Possibly lost N samples".  The counter is a plain global: a probe that
+ * counts drops another way can bump it with tk_count(tk_dropped_<map>) itself.
+ */
+#define TK_DROP_COUNTER(map) __u64 tk_dropped_##map = 0
+
+/* bpf_ringbuf_reserve(&map, size, 0), counting a failure in tk_dropped_<map>. */
+#define tk_ringbuf_reserve_or_drop(map, size) ({                                       \
+	void *__tk_rec = bpf_ringbuf_reserve(&map, size, 0);                             \
+	if (!__tk_rec)                                                                    \
+		tk_count(tk_dropped_##map);                                               \
+	__tk_rec;                                                                         \
+})
+
+/* bpf_ringbuf_output(&map, data, size, 0), counting a failure in tk_dropped_<map>. */
+#define tk_ringbuf_output_or_drop(map, data, size) ({                                  \
+	long __tk_err = bpf_ringbuf_output(&map, data, size, 0);                         \
+	if (__tk_err)                                                                     \
+		tk_count(tk_dropped_##map);                                               \
+	__tk_err;                                                                         \
+})
+
 /* True when a uid filter value means "filter on this uid". */
 static __always_inline int tk_uid_filter_set(__u32 uid)
 {
