@@ -283,12 +283,14 @@ def test_real_binary_python_gc_start(fresh: Any) -> None:
     if not os.path.exists(python) or ("python", "gc__start") not in usdt.usdt_file(
             os.path.realpath(python)).probes():
         pytest.skip(f"{python} has no python:gc__start USDT probe")
-    # (the interpreter collects again while exiting: read the hits before it does)
-    script = ("import gc, sys; gc.disable(); sys.stdin.readline(); gc.collect(1); print('done', flush=True); "
-              "sys.stdin.readline()")
+    # (attach once start-up, which collects, is over and gc is off; the interpreter collects
+    # again while exiting: read the hits before it does)
+    script = ("import gc, sys; gc.disable(); print('ready', flush=True); sys.stdin.readline(); gc.collect(1); "
+              "print('done', flush=True); sys.stdin.readline()")
     proc = subprocess.Popen([python, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdin is not None and proc.stdout is not None
     try:
+        assert proc.stdout.readline().strip() == "ready"
         with fresh.programs["tk_any"].attach_usdt(python, "python", "gc__start", pid=proc.pid, cookie=6) as link:
             assert link.sites[0].note.semaphore_offset
             proc.stdin.write("go\n")
