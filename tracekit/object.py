@@ -30,11 +30,11 @@ from tracekit.btf.reader import BTF
 from tracekit.btf.types import Kind
 from tracekit.data.globaldata import GlobalData
 from tracekit.errors import (
-    BTFError,
-    EventTypeError,
     AttachError,
+    BTFError,
     BTFLoadError,
     ClosedError,
+    EventTypeError,
     LoadError,
     NotSupportedError,
     ObjectNotFoundError,
@@ -354,10 +354,6 @@ class ObjectMap:
         return self.spec.name
 
     @property
-    def type(self) -> uapi.MapType:
-        return uapi.MapType(self.spec.type)
-
-    @property
     def max_entries(self) -> int:
         """Declared size before load; the size the kernel map really has after (a perf
         event array declared with 0 entries gets one per CPU)."""
@@ -404,6 +400,11 @@ class ObjectMap:
         self.spec.value_size = _positive("value_size", value, self.name)
         if self.spec.value_type_id and self._btf_size(self.spec.value_type_id) != self.spec.value_size:
             self.spec.value_type_id = 0
+
+    # (the getter sits next to its setter: mypy wants them together)
+    @property
+    def type(self) -> uapi.MapType:
+        return uapi.MapType(self.spec.type)
 
     @type.setter
     def type(self, value: int | str) -> None:
