@@ -143,7 +143,8 @@ class Program:
 
         ``target`` forms: ``category/name`` (tracepoint), ``func[+off]`` (kprobe),
         ``name`` (ksyscall), a glob (kprobe.multi), ``path:func[+off]`` (uprobe; ``pid``
-        limits it to one process).  The link is also owned by the object, so closing the
+        limits it to one process), ``path:provider:name`` (usdt), ``path:glob``
+        (uprobe.multi).  The link is also owned by the object, so closing the
         object detaches it.
         """
         from tracekit.hooks import links

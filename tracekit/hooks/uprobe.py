@@ -10,6 +10,14 @@ libraries alike.  Attachment goes through the uprobe PMU (``config1`` = path,
 Targets, as in libbpf's section names: ``/path/to/bin:func``, ``bin:func+0x10``,
 ``libc.so.6:malloc``, ``/path:0x1234`` (a raw file offset).  A bare name is looked up in
 the library directories (names containing ``.so``) or in ``$PATH``.
+
+A uprobe may carry a ``ref_ctr_offset`` (Linux 4.20): the file offset of a USDT semaphore,
+which the kernel then increments in every process mapping the file while the probe
+exists (:mod:`tracekit.hooks.usdt`).
+
+uprobe.multi (BPF_TRACE_UPROBE_MULTI, Linux 6.6) attaches one program to many offsets of
+one file with a single BPF link: ``SEC("uprobe.multi/PATH:PATTERN")`` globs over the
+file's function symbols (one offset per address: aliases would run the program twice).
 """
 
 from __future__ import annotations
