@@ -66,9 +66,8 @@ def _encode(obj: Any, size: int, what: str) -> bytes:
             return obj.to_bytes(size, "little", signed=obj < 0)
         except OverflowError:
             raise MapError(f"{what}: {obj} does not fit in {size} bytes") from None
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        data = bytes(obj)
-    elif isinstance(obj, (ctypes._SimpleCData, ctypes.Structure, ctypes.Union, ctypes.Array)):
+    # bytes-like objects, and ctypes objects through their buffer
+    if isinstance(obj, (bytes, bytearray, memoryview, ctypes._SimpleCData, ctypes.Structure, ctypes.Union, ctypes.Array)):
         data = bytes(obj)
     else:
         raise MapError(f"{what}: expected bytes, int or a ctypes object, got {type(obj).__name__}")
