@@ -20,7 +20,10 @@ from collections.abc import Iterator
 
 from tracekit.btf.types import (
     BTF_HEADER_SIZE,
+    BTF_HEADER_SIZE_LAYOUT,
+    BTF_KIND_MASK,
     BTF_MAGIC,
+    BTF_VLEN_MASK,
     KIND_EXTRA_FIXED,
     KIND_EXTRA_PER_VLEN,
     MODIFIER_KINDS,
@@ -39,10 +42,11 @@ _MAX_KIND = max(Kind)
 # Step tables for the offset scan, in u32 words.  Unknown kinds get a step that ends the
 # scan past the end, which the scan then reports as an error.
 _BAD_STEP = 1 << 40
-_FIXED_WORDS = [3 + KIND_EXTRA_FIXED.get(k, 0) // 4 if k <= _MAX_KIND else _BAD_STEP for k in range(32)]
+_FIXED_WORDS = [3 + KIND_EXTRA_FIXED.get(k, 0) // 4 if k <= _MAX_KIND else _BAD_STEP
+                for k in range(BTF_KIND_MASK + 1)]
 # UNKN is only id 0 (void), never encoded: an encoded kind 0 is refused like the kernel does
 _FIXED_WORDS[0] = _BAD_STEP
-_VLEN_WORDS = [KIND_EXTRA_PER_VLEN.get(k, 0) // 4 for k in range(32)]
+_VLEN_WORDS = [KIND_EXTRA_PER_VLEN.get(k, 0) // 4 for k in range(BTF_KIND_MASK + 1)]
 
 POINTER_SIZE = 8  # BPF is a 64-bit target
 #: longest typedef/modifier chain followed, and deepest array/struct nesting walked
@@ -58,12 +62,25 @@ _ZERO_COPY_MIN = 1 << 20
 class _StepTable(dict[int, int]):
     """``info`` word -> words from this type's header to the next one's (memoized)."""
 
+    def __init__(self, fixed: list[int] = _FIXED_WORDS, per_vlen: list[int] = _VLEN_WORDS) -> None:
+        super().__init__()
+        self.fixed = fixed
+        self.per_vlen = per_vlen
+
     def __missing__(self, info: int) -> int:
-        k = (info >> 24) & 0x1F
-        step = _FIXED_WORDS[k] + (info & 0xFFFF) * _VLEN_WORDS[k]
+        k = (info >> 24) & BTF_KIND_MASK
+        step = self.fixed[k] + (info & BTF_VLEN_MASK) * self.per_vlen[k]
         self[info] = step
         return step
 
+
+def _parse_layout(data: bytes | mmap.mmap, start: int, length: int, what: str) -> list[tuple[int, int, int]]:
+    """The layout section: ``struct btf_layout {u8 info_sz; u8 elem_sz; u16 flags}`` per kind."""
+    if length % 4:
+        raise BTFError(f"{what}: layout section length {length} is not a multiple of 4")
+    if length // 4 > BTF_KIND_MASK + 1:
+        raise BTFError(f"{what}: layout section describes {length // 4} kinds (at most {BTF_KIND_MASK + 1})")
+    return [struct.unpack_from("<BBH", data, start + 4 * i) for i in range(length // 4)]
 
 def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
@@ -104,8 +121,13 @@ class BTF:
             raise BTFError(f"{self._what()}: unsupported BTF version {self.version}")
         if hdr_len < BTF_HEADER_SIZE or hdr_len > len(self.data):
             raise BTFError(f"{self._what()}: bad header length {hdr_len}")
-        # Newer kernels may grow the header; fields past ours must be zero to be safe to ignore.
-        if any(self.data[BTF_HEADER_SIZE:hdr_len]):
+        # Linux 7.1+ (pahole 1.31+) grows the header by layout_off/layout_len; fields past
+        # the ones we know must be zero to be safe to ignore.
+        layout_off = layout_len = 0
+        if hdr_len >= BTF_HEADER_SIZE_LAYOUT:
+            layout_off, layout_len = struct.unpack_from(self.endian + "II", self.data, BTF_HEADER_SIZE)
+        known = BTF_HEADER_SIZE_LAYOUT if hdr_len >= BTF_HEADER_SIZE_LAYOUT else BTF_HEADER_SIZE
+        if any(self.data[known:hdr_len]):
             raise BTFError(f"{self._what()}: header has unknown non-zero fields")
         self.hdr_len = hdr_len
         end = len(self.data)
@@ -113,6 +135,14 @@ class BTF:
             raise BTFError(f"{self._what()}: type or string section runs past the end of the data")
         if type_off % 4 or type_len % 4:
             raise BTFError(f"{self._what()}: type section is not 4-byte aligned")
+        #: the layout section's (info_sz, elem_sz, flags) per kind; [] when there is none
+        self.layout: list[tuple[int, int, int]] = []
+        if layout_len:
+            if layout_off % 4 or layout_off < type_off + type_len or layout_off + layout_len > str_off:
+                raise BTFError(f"{self._what()}: layout section at {layout_off}+{layout_len} is misplaced "
+                               f"(it must be 4-byte aligned, after the types and before the strings)")
+            self.layout = _parse_layout(self.data, hdr_len + layout_off, layout_len, self._what())
+        fixed, per_vlen = self._step_tables(base)
         tstart = hdr_len + type_off
         native = (self.endian == "<") == (sys.byteorder == "little")
         self._words: array[int] | memoryview
@@ -139,6 +169,7 @@ class BTF:
         else:
             self.start_id = len(base)
             self.start_str = base.start_str + base.strings_len
+        self._fixed_words, self._vlen_words = fixed, per_vlen
         if offsets is not None and (len(offsets) == 0 or offsets[-1] < len(self._words)):
             self._offsets = offsets
         else:
@@ -185,6 +216,22 @@ class BTF:
     def _what(self) -> str:
         return f"BTF {self.name!r}" if self.name else "BTF"
 
+    def _step_tables(self, base: BTF | None) -> tuple[list[int], list[int]]:
+        """Words per type by kind: ours for the kinds tracekit knows, and for newer kinds
+        what the layout section (this blob's, or a split BTF's base's) says."""
+        layout = self.layout or (base.layout if base is not None else [])
+        if not layout:
+            return _FIXED_WORDS, _VLEN_WORDS
+        fixed, per_vlen = list(_FIXED_WORDS), list(_VLEN_WORDS)
+        for k, (info_sz, elem_sz, _flags) in enumerate(layout):
+            if k <= _MAX_KIND or k == 0:
+                continue  # known kinds keep their own encoding
+            if info_sz % 4 or elem_sz % 4:
+                continue  # not steppable: stays refused, as libbpf does
+            fixed[k] = 3 + info_sz // 4
+            per_vlen[k] = elem_sz // 4
+        return fixed, per_vlen
+
     def _scan(self) -> array[int]:
         """Word index of every type's header; one pass, no decoding.
 
@@ -194,7 +241,7 @@ class BTF:
         """
         w = self._words
         n = len(w)
-        steps = _StepTable()
+        steps = _StepTable(self._fixed_words, self._vlen_words)
         offs = array("I")
         app = offs.append
         i = 0
@@ -268,8 +315,10 @@ class BTF:
             if self.base is None or tid < 0:
                 raise BTFError(f"{self._what()}: type id {tid} out of range")
             return self.base.kind_of(tid)
-        k = (self._words[self._offset_of(tid) + 1] >> 24) & 0x1F
+        k = (self._words[self._offset_of(tid) + 1] >> 24) & BTF_KIND_MASK
         if k > _MAX_KIND:
+            if self._fixed_words[k] != _BAD_STEP:
+                return Kind.UNKN  # a newer kind, stepped over by its layout: matches nothing
             # only reachable with offsets from a cache that skipped the scan
             raise BTFError(f"{self._what()}: type {tid} has unknown BTF kind {k}")
         return Kind(k)
@@ -297,12 +346,19 @@ class BTF:
         w = self._words
         string = self.string
         name_off, info, su = w[o], w[o + 1], w[o + 2]
-        kind = (info >> 24) & 0x1F
-        vlen = info & 0xFFFF
+        kind = (info >> 24) & BTF_KIND_MASK
+        vlen = info & BTF_VLEN_MASK
         try:
             k = Kind(kind)
         except ValueError:
-            raise BTFError(f"{self._what()}: unknown BTF kind {kind}") from None
+            if self._fixed_words[kind] == _BAD_STEP:
+                raise BTFError(f"{self._what()}: unknown BTF kind {kind}") from None
+            # A kind newer than tracekit that the layout lets us step over: kept opaque.
+            n_words = self._fixed_words[kind] - 3 + vlen * self._vlen_words[kind]
+            return Type(Kind.UNKN, string(name_off), size=su, type=su, kflag=bool(info >> 31), raw_kind=kind,
+                        raw_vlen=vlen, raw_words=tuple(w[o + 3 : o + 3 + n_words]))
+        if k == Kind.UNKN:
+            raise BTFError(f"{self._what()}: BTF kind 0 (UNKN) encoded as a type")
         t = Type(k, string(name_off), kflag=bool(info >> 31))
         o += 3
         if k == Kind.INT:

@@ -17,6 +17,12 @@ from enum import IntEnum
 BTF_MAGIC = 0xEB9F
 BTF_VERSION = 1
 BTF_HEADER_SIZE = 24
+#: the header with ``layout_off``/``layout_len`` (kernels built with pahole 1.31+, Linux 7.1+)
+BTF_HEADER_SIZE_LAYOUT = 32
+#: bits of a type's ``info`` word: vlen 0-23, kind 24-30, kind_flag 31 (the kind and vlen
+#: fields grew in 2026 into bits that had to be zero, so older BTF reads the same)
+BTF_KIND_MASK = 0x7F
+BTF_VLEN_MASK = 0xFFFFFF
 
 
 class Kind(IntEnum):
@@ -140,10 +146,18 @@ class Type:
     params: list[Param] = field(default_factory=list)
     values: list[EnumValue] = field(default_factory=list)
     secinfos: list[VarSecinfo] = field(default_factory=list)
+    #: a kind newer than tracekit (read as ``Kind.UNKN`` because the BTF's layout section
+    #: said how to step over it): its wire kind number, vlen and the words after the
+    #: 12-byte header, kept so the type re-encodes unchanged
+    raw_kind: int = 0
+    raw_vlen: int = 0
+    raw_words: tuple[int, ...] = ()
 
     @property
     def vlen(self) -> int:
         k = self.kind
+        if self.raw_kind:
+            return self.raw_vlen
         if k in (Kind.STRUCT, Kind.UNION):
             return len(self.members)
         if k in (Kind.ENUM, Kind.ENUM64):

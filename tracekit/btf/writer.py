@@ -18,14 +18,17 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from collections.abc import Iterable, MutableSequence
+from collections.abc import Iterable, Mapping, MutableSequence
 from typing import overload
 
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import (
     BTF_HEADER_SIZE,
+    BTF_HEADER_SIZE_LAYOUT,
     BTF_MAGIC,
     BTF_VERSION,
+    KIND_EXTRA_FIXED,
+    KIND_EXTRA_PER_VLEN,
     SIZED_KINDS,
     Kind,
     Type,
@@ -228,14 +231,21 @@ class BTFBuilder:
     # --- types -------------------------------------------------------------------------
 
     def add_type(self, t: Type) -> int:
-        """Append ``t`` and return its new type id."""
-        if t.kind == Kind.UNKN:
+        """Append ``t`` and return its new type id (``Kind.UNKN`` only for a type of a kind
+        newer than tracekit: ``raw_kind``, ``raw_vlen`` and ``raw_words`` set)."""
+        if t.kind == Kind.UNKN and not t.raw_kind:
             raise BTFError("cannot add a void (UNKN) type: id 0 is implicit")
         self.types.append(t)
         return len(self) - 1
 
-    def encode(self) -> bytes:
-        """The BTF blob: 24-byte header, type section, string section (little endian)."""
+    def encode(self, *, layout: bool | Mapping[int, tuple[int, int]] = False) -> bytes:
+        """The BTF blob: header, type section, string section (little endian).
+
+        ``layout`` adds the layout section of Linux 7.1+ (a 32-byte header with
+        ``layout_off``/``layout_len``; one ``{info_sz, elem_sz, flags}`` per kind, between
+        the types and the strings): ``True`` for the kinds tracekit knows, or a mapping
+        ``kind -> (info_sz, elem_sz)`` that adds (newer) kinds to it.
+        """
         words = array("I")
         app = words.append
         ext = words.extend
@@ -258,7 +268,14 @@ class BTFBuilder:
             k = t.kind
             try:
                 if k == Kind.UNKN:
-                    raise BTFError("void (UNKN) type in the type list")
+                    if not t.raw_kind:
+                        raise BTFError("void (UNKN) type in the type list")
+                    # a kind newer than tracekit: re-encoded as it was read
+                    app(add(t.name))
+                    app((int(t.kflag) << 31) | ((t.raw_kind & 0x7F) << 24) | (t.raw_vlen & 0xFFFFFF))
+                    app(t.size & _U32)
+                    ext(t.raw_words)
+                    continue
                 vlen = t.vlen
                 if vlen > 0xFFFF:
                     raise BTFError(f"{k.name} {t.name!r} has {vlen} entries (max 65535)")
@@ -303,10 +320,19 @@ class BTFBuilder:
             words.byteswap()
         type_sec = words.tobytes()
         str_sec = bytes(self._strings)
-        hdr = struct.pack(
-            "<HBBIIIII", BTF_MAGIC, BTF_VERSION, 0, BTF_HEADER_SIZE, 0, len(type_sec), len(type_sec), len(str_sec)
-        )
-        return hdr + type_sec + str_sec
+        if not layout:
+            hdr = struct.pack(
+                "<HBBIIIII", BTF_MAGIC, BTF_VERSION, 0, BTF_HEADER_SIZE, 0, len(type_sec), len(type_sec), len(str_sec)
+            )
+            return hdr + type_sec + str_sec
+        sizes = {int(k): (KIND_EXTRA_FIXED.get(k, 0), KIND_EXTRA_PER_VLEN.get(k, 0)) for k in Kind if k != Kind.UNKN}
+        sizes[0] = (0, 0)
+        if not isinstance(layout, bool):
+            sizes.update({int(k): (int(a), int(b)) for k, (a, b) in layout.items()})
+        lay = b"".join(struct.pack("<BBH", *sizes.get(k, (0, 0)), 0) for k in range(max(sizes) + 1))
+        hdr = struct.pack("<HBBIIIIIII", BTF_MAGIC, BTF_VERSION, 0, BTF_HEADER_SIZE_LAYOUT, 0, len(type_sec),
+                          len(type_sec) + len(lay), len(str_sec), len(type_sec), len(lay))
+        return hdr + type_sec + lay + str_sec
 
     def to_btf(self, *, name: str = "") -> BTF:
         """Encode and parse again: a reader over the result."""
