@@ -29,6 +29,7 @@ the event type iteration yields, for type checkers.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import typing
@@ -81,7 +82,8 @@ class Probe(Generic[E]):
             if klass is Probe or not issubclass(klass, Probe):
                 continue
             hints = typing.get_type_hints(klass, include_extras=False)
-            for name in klass.__dict__.get("__annotations__", {}):
+            # this class's own annotations (3.14 evaluates them lazily: no __dict__ entry)
+            for name in inspect.get_annotations(klass):
                 if name.startswith("_") or name in _CONFIG_NAMES:
                     continue
                 hint = hints.get(name, Any)
@@ -171,7 +173,7 @@ class Probe(Generic[E]):
                     raise TracekitError(f"{owner}.fallbacks[{hook!r}] names {prog!r}, not a program of "
                                         f"{obj.name!r} (programs: {', '.join(obj.programs)})")
                 obj.programs[prog].autoload = False
-            tried = []
+            tried: list[str] = []
             for prog, target in alts:
                 p = obj.programs[prog]
                 tgt = target if target is not None else p.attach_target
@@ -217,13 +219,14 @@ class Probe(Generic[E]):
     async def __aenter__(self) -> Probe[E]:
         return self.start()
 
-    async def __aexit__(self, *exc: object) -> None:
+    # (Any, not object: in this class `object` is the class attribute naming the .bpf.o)
+    async def __aexit__(self, *exc: Any) -> None:
         self.close()
 
     def __enter__(self) -> Probe[E]:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     # --- events ----------------------------------------------------------------------------
