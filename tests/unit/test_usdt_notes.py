@@ -364,3 +364,28 @@ def test_spec_layout_and_bytes_match_clang_libbpf17(tmp_path: Path) -> None:
     assert layout.supports_sib and layout.arg["arg_type"].bits == 8 and layout.arg["reg_off"].bit_offset == 96
     ours = encode_spec(parse_args("-4@%edi 8@-8(%rbp) 4@$5 -1@-96(%rbp,%rax,8)"), 0x1122334455667788, layout)
     assert ours == clang_bytes
+
+
+def test_hostile_bytes_raise_only_usdt_errors() -> None:
+    """Random corruption of headers, section table and notes: a USDTError or a result,
+    never another exception (the reader runs on any file a user names)."""
+    import random
+
+    data = Path(build_usdt_target()).read_bytes()
+    f = read_usdt(data)
+    hot = [(0, 64)]  # ELF header
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    hot.append((shoff, len(data) - shoff))  # section headers
+    _, note_off = readelf_section(build_usdt_target(), ".note.stapsdt")
+    hot.append((note_off, 0x170))
+    assert f.notes
+    rng = random.Random(12)
+    for _ in range(400):
+        buf = bytearray(data)
+        start, size = rng.choice(hot)
+        for _ in range(rng.randint(1, 8)):
+            buf[start + rng.randrange(size)] = rng.randrange(256)
+        try:
+            read_usdt(bytes(buf))
+        except USDTError:
+            pass

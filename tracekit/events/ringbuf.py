@@ -341,11 +341,12 @@ class RingBuffer(RecordStream):
         self._check()
         if self._fd < 0:
             raise ClosedError(f"{self._what()} has no fd to wait on (memory-only reader)")
-        if self._ep is None:
+        ep = self._ep
+        if ep is None:
             # Created on first use: rings merged into a RingBufferSet never wait themselves.
             ep = self._open_epoll()
             ep.register(self._fd, select.EPOLLIN)
-        return self._ep.fileno()
+        return ep.fileno()
 
     def _release(self) -> None:
         """Unmap the ring (the map fd belongs to the map object); the epoll fd, if any, is
