@@ -119,7 +119,9 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
             pass
         return 0
     except tracekit.PermissionDeniedError as e:
-        return fail(f"{e}\n(run as root: tracing needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)")
+        # the error already names the missing privilege (tracekit.kernel.syscalls.diagnose): say it once
+        return fail(str(e) if "CAP_" in str(e) or "uid " in str(e) else
+                    f"{e}\n(run as root: tracing needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)")
     except tracekit.VerifierError as e:
         if args.verbose:
             return fail(f"{e}\n--- full verifier log ---\n{e.log}")

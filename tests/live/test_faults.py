@@ -604,6 +604,29 @@ def test_nobody_gets_the_missing_privilege_named_once(faults_obj: bytes, target:
     assert cli["stderr"].startswith("tracekit features: ") and _once(cli["stderr"], "needs CAP_BPF"), cli
 
 
+def test_a_tool_run_by_nobody_names_the_privilege_once() -> None:
+    require_live()
+
+    def child() -> dict[str, Any]:
+        import contextlib
+
+        import anyio._backends._asyncio  # noqa: F401 - imported on first use
+
+        import tracekit_tools.opensnoop as tool  # type: ignore[import-not-found,unused-ignore]
+
+        preimport()
+        drop_to_nobody()
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            rc = tool.main(["-d", "0.2"])
+        return {"rc": rc, "stderr": err.getvalue()}
+
+    got = in_child(child)
+    assert got["rc"] == 1, got
+    assert _once(got["stderr"], "needs CAP_BPF") and _once(got["stderr"], "run as root"), got["stderr"]
+    assert "Traceback" not in got["stderr"]
+
+
 def test_root_without_cap_perfmon_is_told_cap_perfmon(faults_obj: bytes) -> None:
     """Root with CAP_BPF but neither CAP_PERFMON nor CAP_SYS_ADMIN: BTF and maps load,
     the tracepoint program does not, and the message names CAP_PERFMON, not root."""
