@@ -90,6 +90,12 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
     except (AttributeError, ValueError):
         pass
 
+    # Lost events are reported, never silent (issue 10): a line per second at most while
+    # they happen, and the total at exit.
+    from tracekit.events.lost import LostReporter
+
+    lost = LostReporter(lambda: probe.lost)
+
     async def main() -> None:
         async with probe:
             # -d counts tracing time: it starts once the programs are attached, not while
@@ -100,6 +106,7 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
                     if h is not None:
                         print(h)
                 async for ev in probe:
+                    lost.tick()
                     if args.json:
                         print(json.dumps(to_json(ev)))
                     else:
@@ -110,6 +117,7 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
     try:
         anyio.run(main, backend=args.backend)
     except KeyboardInterrupt:
+        lost.finish()
         return 0
     except BrokenPipeError:
         # e.g. `tracekit-execsnoop | head`: stop quietly, as the BCC tools do
@@ -128,6 +136,7 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
         return fail(str(e))
     except tracekit.TracekitError as e:
         return fail(str(e))
+    lost.finish()
     return 0
 
 
