@@ -333,11 +333,15 @@ _SIB_INIT = ("{ .val_off = -96, .arg_type = BPF_USDT_ARG_SIB, .reg_off = 32, .id
              ".scale_bitshift = 3, .arg_signed = 1, .arg_bitshift = 56 },")
 
 
-def _layout_object(tmp_path: Path, name: str, structs: str, extra_init: str, nargs: int) -> tuple[object, int, bytes]:
+def _layout_object(name: str, structs: str, extra_init: str, nargs: int) -> tuple[object, int, bytes]:
     import tracekit
 
-    src = tmp_path / f"{name}.bpf.c"
-    src.write_text(_LAYOUT_C % (structs, extra_init, nargs))
+    # a fixed place (not tmp_path) so that build_bpf_object's content cache hits next time
+    src = BUILD_DIR / "usdt-layout" / f"{name}.bpf.c"
+    text = _LAYOUT_C % (structs, extra_init, nargs)
+    if not src.exists() or src.read_text() != text:
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text(text)
     obj = tracekit.open(str(build_bpf_object(src, extra_flags=USDT_BPF_FLAGS, use_vmlinux_h=True)))
     data_map = next(m for m in obj.maps.values() if m.spec.section == ".data")
     assert data_map.spec.data is not None
@@ -345,9 +349,9 @@ def _layout_object(tmp_path: Path, name: str, structs: str, extra_init: str, nar
     return obj.btf, om.spec.value_type_id, bytes(data_map.spec.data[:208])
 
 
-def test_spec_layout_and_bytes_match_clang_debian_header(tmp_path: Path) -> None:
+def test_spec_layout_and_bytes_match_clang_debian_header() -> None:
     """Debian's <bpf/usdt.bpf.h> (libbpf 1.1): the historical layout, bytes as clang makes them."""
-    btf, tid, clang_bytes = _layout_object(tmp_path, "layout_deb", "#include <bpf/usdt.bpf.h>", "", 3)
+    btf, tid, clang_bytes = _layout_object("layout_deb", "#include <bpf/usdt.bpf.h>", "", 3)
     layout = usdt.spec_layout(btf, tid)  # type: ignore[arg-type]
     assert layout.size == LIBBPF_LAYOUT.size and layout.arg == LIBBPF_LAYOUT.arg
     assert (layout.usdt_cookie, layout.arg_cnt, layout.max_args) == (
@@ -357,9 +361,9 @@ def test_spec_layout_and_bytes_match_clang_debian_header(tmp_path: Path) -> None
     assert ours == clang_bytes
 
 
-def test_spec_layout_and_bytes_match_clang_libbpf17(tmp_path: Path) -> None:
+def test_spec_layout_and_bytes_match_clang_libbpf17() -> None:
     """libbpf 1.7's bitfield layout: SIB operands encoded where clang puts the bitfields."""
-    btf, tid, clang_bytes = _layout_object(tmp_path, "layout_17", _LIBBPF17_STRUCTS, _SIB_INIT, 4)
+    btf, tid, clang_bytes = _layout_object("layout_17", _LIBBPF17_STRUCTS, _SIB_INIT, 4)
     layout = usdt.spec_layout(btf, tid)  # type: ignore[arg-type]
     assert layout.supports_sib and layout.arg["arg_type"].bits == 8 and layout.arg["reg_off"].bit_offset == 96
     ours = encode_spec(parse_args("-4@%edi 8@-8(%rbp) 4@$5 -1@-96(%rbp,%rax,8)"), 0x1122334455667788, layout)
