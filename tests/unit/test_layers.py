@@ -57,6 +57,17 @@ def plant(path: Path, line: str) -> None:
     path.write_text("".join(lines))
 
 
+def section(out: str, contract: str) -> str:
+    """The report of one broken contract ("" when it was kept): its title underlined, up to
+    the next contract's title."""
+    head = f"{contract}\n{'-' * len(contract)}\n"
+    if f"{contract} BROKEN" not in out or head not in out:
+        return ""
+    rest = out.split(head, 1)[1]
+    ends = [rest.find(f"\n{c}\n{'-' * len(c)}\n") for c in (LAYERS, PURE, TOOLS) if c != contract]
+    return rest[: min([e for e in ends if e >= 0], default=len(rest))]
+
+
 def test_untouched_tree_keeps_every_contract(tree: Path) -> None:
     rc, out = lint(tree)
     assert rc == 0, out
@@ -70,10 +81,8 @@ def test_pure_module_importing_a_syscall_wrapper_fails(tree: Path) -> None:
     rc, out = lint(tree)
     assert rc != 0
     # both contracts see it: kernel is above obj, and the pure layer forbids kernel
-    assert f"{LAYERS} BROKEN" in out, out
-    assert f"{PURE} BROKEN" in out, out
-    assert f"{TOOLS} KEPT" in out, out
-    assert "tracekit.obj.elf -> tracekit.kernel.syscalls.bpf" in out, out
+    assert "tracekit.obj.elf -> tracekit.kernel.syscalls.bpf" in section(out, LAYERS), out
+    assert "tracekit.obj.elf -> tracekit.kernel.syscalls.bpf" in section(out, PURE), out
 
 
 def test_pure_module_importing_ctypes_fails(tree: Path) -> None:
@@ -81,9 +90,8 @@ def test_pure_module_importing_ctypes_fails(tree: Path) -> None:
     plant(tree / "tracekit/btf/types.py", "import ctypes")
     rc, out = lint(tree)
     assert rc != 0
-    assert f"{PURE} BROKEN" in out, out
-    assert f"{LAYERS} KEPT" in out, out
-    assert "tracekit.btf.types -> ctypes" in out, out
+    assert "tracekit.btf.types -> ctypes" in section(out, PURE), out
+    assert "tracekit.btf.types" not in section(out, LAYERS), out
 
 
 def test_indirect_route_into_the_kernel_layer_fails(tree: Path) -> None:
@@ -91,24 +99,21 @@ def test_indirect_route_into_the_kernel_layer_fails(tree: Path) -> None:
     plant(tree / "tracekit/errors.py", "import tracekit.hooks.links")
     rc, out = lint(tree)
     assert rc != 0
-    assert f"{PURE} BROKEN" in out, out
-    assert "tracekit.errors -> tracekit.hooks.links" in out, out
+    assert "tracekit.errors -> tracekit.hooks.links" in section(out, PURE), out
 
 
 def test_tool_importing_internals_fails(tree: Path) -> None:
     plant(tree / "tracekit_tools/common.py", "from tracekit.events import records")
     rc, out = lint(tree)
     assert rc != 0
-    assert f"{TOOLS} BROKEN" in out, out
-    assert "tracekit_tools.common -> tracekit.events.records" in out, out
+    assert "tracekit_tools.common -> tracekit.events.records" in section(out, TOOLS), out
 
 
 def test_new_top_level_module_must_be_placed_in_a_layer(tree: Path) -> None:
     (tree / "tracekit/stray.py").write_text('"""not in any layer"""\n')
     rc, out = lint(tree)
     assert rc != 0
-    assert f"{LAYERS} BROKEN" in out, out
-    assert "tracekit.stray" in out, out
+    assert "- tracekit.stray" in section(out, LAYERS), out
 
 
 def test_py_typed_is_shipped() -> None:
