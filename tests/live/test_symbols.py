@@ -102,9 +102,13 @@ def test_user_stacks_name_the_spinning_function(profile: Profile) -> None:
 def test_kernel_stacks_resolve_to_real_kernel_symbols(profile: Profile) -> None:
     names = kallsyms_names()
     seen: set[str] = set()
+    missed = 0
     for s in profile.samples:
         if s.kernel_stack_id < 0:
-            assert s.kernel_stack_id == -14  # -EFAULT: the sample was taken in user mode
+            # -EFAULT: the sample was taken in user mode; -EEXIST: the stack hashed onto a
+            # slot another stack holds (the map has no BPF_F_REUSE_STACKID), so it is missed
+            assert s.kernel_stack_id in (-14, -17)
+            missed += s.count if s.kernel_stack_id == -17 else 0
             continue
         frames = profile.stacks.kernel(s.kernel_stack_id)
         assert frames
@@ -113,6 +117,7 @@ def test_kernel_stacks_resolve_to_real_kernel_symbols(profile: Profile) -> None:
             seen.add(f.name)
     # the reader thread's read(2) on /dev/zero shows up as the syscall entry and a read
     assert any("read" in n for n in seen) and any("syscall" in n.lower() for n in seen), seen
+    assert missed < 0.1 * sum(s.count for s in profile.samples)
 
 
 def test_build_id_stacks_lead_to_the_same_function(profile: Profile) -> None:
