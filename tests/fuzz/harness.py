@@ -653,6 +653,8 @@ def worker_loop(seed: int, seconds: float, out: Path, max_inputs: int = 0) -> di
     out.mkdir(parents=True, exist_ok=True)
     found: dict[str, int] = {}
     counts = {"inputs": 0, "ok": 0, "error": 0}
+    slowest = 0.0
+    slowest_input = ("", b"")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and (not max_inputs or counts["inputs"] < max_inputs):
         s = rng.choice(pool)
@@ -663,7 +665,11 @@ def worker_loop(seed: int, seconds: float, out: Path, max_inputs: int = 0) -> di
             kind, pair = "target", rng.choice(pairs).pair
         else:
             kind = s.kind
+        t0 = time.perf_counter()
         o = classify(lambda k=kind, d=data, p=pair: run_input(k, d, ctx, p))
+        took = time.perf_counter() - t0
+        if took > slowest:
+            slowest, slowest_input = took, (corpus_name(kind, pair, data), data)
         o = _confirm(kind, data, ctx, pair, o)
         counts["inputs"] += 1
         if o.status in ("ok", "error"):
@@ -676,8 +682,13 @@ def worker_loop(seed: int, seconds: float, out: Path, max_inputs: int = 0) -> di
             (out / name).write_bytes(data)
             print(json.dumps({"signature": o.signature, "status": o.status, "detail": o.detail,
                               "file": str(out / name), "size": len(data)}), flush=True)
-    counts["signatures"] = found  # type: ignore[assignment]
-    return counts
+    summary: dict[str, Any] = dict(counts)
+    summary["signatures"] = found
+    summary["slowest_input_s"] = round(slowest, 3)
+    if slowest_input[0]:  # kept to see where the time goes
+        (out / ("slowest-" + slowest_input[0])).write_bytes(slowest_input[1])
+    summary["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return summary
 
 
 def replay(paths: list[Path]) -> list[dict[str, Any]]:
@@ -744,11 +755,12 @@ def main(argv: list[str]) -> int:
         print("SUMMARY " + json.dumps(counts), flush=True)
         return 0
     if a.cmd == "run":
-        cp = spawn(["worker", "--seed", str(a.seed), "--seconds", str(a.seconds), "--out", str(a.out)],
-                   timeout=a.seconds + 120)
-        sys.stdout.write(cp.stdout)
-        sys.stderr.write(cp.stderr[-4000:])
-        return cp.returncode
+        # output streamed (findings appear as they are made), memory-limited child
+        return subprocess.run(
+            [sys.executable, "-m", "tests.fuzz.harness", "worker", "--seed", str(a.seed),
+             "--seconds", str(a.seconds), "--out", str(a.out)],
+            cwd=ROOT, timeout=a.seconds + 120, preexec_fn=_limit_memory, check=False,
+        ).returncode
     paths = [q for x in (a.paths or [CORPUS]) for q in (sorted(x.iterdir()) if x.is_dir() else [x])]
     paths = [q for q in paths if q.suffix == ".bin"]
     if not a.here:

@@ -269,3 +269,62 @@ def test_a_huge_nobits_section_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
     obj = tracekit.open(_set_section_size(data, ".bss", big))
     bss = next(m for m in obj.maps.values() if m.spec.section == ".bss")
     assert bss.value_size == big and len(obj.bss._bytes()) == big
+
+
+# --- graph walks with a step budget (DAGs: fine depth, exponential paths) -------------
+
+
+def _dag(n: int, named: bool, leaf_member: str = "x") -> list[Type]:
+    """S1 .. Sn, each with two members of the next struct (at the same offset), Sn an int."""
+    types = [INT]
+    for i in range(1, n):
+        nxt = i + 2  # ids: 1 = int, 2 = S1, 3 = S2, ...
+        types.append(Type(Kind.STRUCT, f"S{i}", size=4, members=[
+            Member("a" if named else "", nxt, 0), Member("b" if named else "", nxt, 0)]))
+    types.append(Type(Kind.STRUCT, f"S{n}", size=4, members=[Member(leaf_member, 1, 0)]))
+    return types
+
+
+def test_anonymous_member_dag_is_bounded_in_event_types() -> None:
+    btf = _btf(*_dag(30, named=False))
+    with within(), pytest.raises(DecodeError, match="steps"):
+        EventType.from_btf(btf, "S1")
+
+
+def _ldimm64(value: int) -> list[Any]:
+    from tracekit.obj.insn import decode
+
+    return decode(struct.pack("<BBhi", 0x18, 0, 0, value & 0xFFFFFFFF) + struct.pack("<BBhi", 0, 0, 0, value >> 32))
+
+
+def test_type_matches_over_a_struct_dag_is_bounded() -> None:
+    from tracekit.btf.ext import CoreRelo
+    from tracekit.errors import CORERelocationError
+    from tracekit.obj import core
+
+    # shared types are compared once per pair: a 2^30-path DAG takes 30 steps and matches
+    btf = _btf(*_dag(30, named=True))
+    relo = CoreRelo(0, 2, "0", core.CoreKind.TYPE_MATCHES)
+    with within():
+        fx = core.relocate(_ldimm64(1), [relo], btf, [btf])
+    assert fx[0].new == 1 and not fx[0].poisoned
+    # and a check that really has that many distinct pairs runs out of budget
+    wide = [INT] + [Type(Kind.STRUCT, f"W{i}", size=4, members=[Member(f"m{j}", 1, 0) for j in range(300)])
+                    for i in range(300)]
+    top = Type(Kind.STRUCT, "top", size=4, members=[Member(f"w{i}", i + 2, 0) for i in range(300)])
+    big = _btf(*wide, top)
+    relo = CoreRelo(0, len(wide) + 1, "0", core.CoreKind.TYPE_MATCHES)
+    with within(), pytest.raises(CORERelocationError, match="steps"):
+        core.relocate(_ldimm64(1), [relo], big, [big])
+
+
+def test_member_search_through_an_anonymous_dag_is_bounded() -> None:
+    from tracekit.btf.ext import CoreRelo
+    from tracekit.errors import CORERelocationError
+    from tracekit.obj import core
+
+    local = _btf(INT, Type(Kind.STRUCT, "S1", size=4, members=[Member("wanted", 1, 0)]))
+    target = _btf(*_dag(40, named=False, leaf_member="other"))
+    relo = CoreRelo(0, 2, "0:0", core.CoreKind.FIELD_BYTE_OFFSET)
+    with within(), pytest.raises(CORERelocationError, match="steps"):
+        core.relocate(_ldimm64(0), [relo], local, [target])

@@ -51,6 +51,7 @@ _RESERVED = frozenset({"_fields", "_asdict", "_replace", "_make", "_type"})
 #: how deep structs may nest inside structs (and anonymous members inside anonymous
 #: members): a hostile BTF whose struct contains itself ends in a DecodeError
 _MAX_NESTING = 32
+_MAX_STEPS = 1 << 10
 
 
 def _cstr(raw: bytes) -> str:
@@ -85,6 +86,14 @@ class _Compiler:
         self.cache = cache
         self.e = btf.endian
         self.depth = depth  # struct nesting of the type being compiled
+        # anonymous members are expanded inline (not cached): a hostile DAG of them could
+        # take 2^depth steps, so the expansion of one type has a budget
+        self.steps = 0
+
+    def _step(self) -> None:
+        self.steps += 1
+        if self.steps > _MAX_STEPS:
+            raise DecodeError(f"anonymous members expand to more than {_MAX_STEPS} steps")
 
     # -- values decoded lazily from raw bytes (unions, arrays of structs, ...) --------------
 
@@ -161,6 +170,7 @@ class _Compiler:
         btf = self.btf
         if depth > _MAX_NESTING:
             raise DecodeError(f"anonymous members nested deeper than {_MAX_NESTING} levels (a cycle?)")
+        self._step()
         off = m.bit_offset // 8 - base
         if m.name == "" and btf.resolve(m.type).is_composite:
             inner = btf.resolve(m.type)
@@ -193,6 +203,7 @@ class _Compiler:
         btf = self.btf
         if depth > _MAX_NESTING:
             raise DecodeError(f"anonymous structs nested deeper than {_MAX_NESTING} levels (a cycle?)")
+        self._step()
         t = btf.type(tid)
         bitfields: list[tuple[str, int, int, bool]] = []  # (name, abs bit offset, bits, signed)
         for i, m in enumerate(t.members):

@@ -91,6 +91,29 @@ _U64 = (1 << 64) - 1
 _SPEC_MAX_LEN = 64
 #: recursion budget for type compatibility checks (libbpf's depth limit)
 _MAX_DEPTH = 32
+#: comparisons one type check may make: the depth limit alone lets a hostile DAG (30
+#: nested structs of two members each, or prototypes whose parameters point at the next
+#: prototype) take 2^30 steps; real kernel types need a few thousand at most
+_MAX_STEPS = 1 << 16
+#: the same for one member search through anonymous members (vmlinux needs < 100)
+_MAX_MEMBER_STEPS = 1 << 12
+
+
+def _spend(budget: list[int], what: str = "type comparison") -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise CORERelocationError(f"{what} takes too many steps (hostile or degenerate BTF?)")
+
+
+class _Walk:
+    """State of one type check: a step budget, and the results of the pairs already
+    compared (a DAG of shared types is then walked once per pair, not once per path)."""
+
+    __slots__ = ("budget", "memo")
+
+    def __init__(self) -> None:
+        self.budget = [_MAX_STEPS]
+        self.memo: dict[tuple[int, int, bool], bool] = {}
 
 
 # --- results --------------------------------------------------------------------------
@@ -275,8 +298,20 @@ def _fields_compat(lb: BTF, lid: int, tb: BTF, tid: int) -> bool:
     raise CORERelocationError(f"type nesting too deep comparing {lb.describe(lid)}")
 
 
-def _types_compat(lb: BTF, lid: int, tb: BTF, tid: int, level: int = _MAX_DEPTH) -> bool:
+def _types_compat(lb: BTF, lid: int, tb: BTF, tid: int, level: int = _MAX_DEPTH,
+                  walk: _Walk | None = None) -> bool:
     """libbpf's bpf_core_types_are_compat: the relaxed check used for TYPE_* relocations."""
+    if walk is None:
+        walk = _Walk()
+    _spend(walk.budget)
+    key = (lid, tid, False)
+    got = walk.memo.get(key)
+    if got is None:
+        got = walk.memo[key] = _types_compat_walk(lb, lid, tb, tid, level, walk)
+    return got
+
+
+def _types_compat_walk(lb: BTF, lid: int, tb: BTF, tid: int, level: int, walk: _Walk) -> bool:
     if not _kinds_compat(lb.kind_of(lid), tb.kind_of(tid)):
         return False
     for _ in range(_MAX_DEPTH):
@@ -298,7 +333,7 @@ def _types_compat(lb: BTF, lid: int, tb: BTF, tid: int, level: int = _MAX_DEPTH)
             for lp, tp in zip(lt.params, tt.params):
                 if level <= 0:
                     raise CORERelocationError("function prototype nesting too deep")
-                if not _types_compat(lb, _skip(lb, lp.type)[0], tb, _skip(tb, tp.type)[0], level - 1):
+                if not _types_compat(lb, _skip(lb, lp.type)[0], tb, _skip(tb, tp.type)[0], level - 1, walk):
                     return False
             lid, tid = lt.type, tt.type
             continue
@@ -311,10 +346,22 @@ def _names_match(a: str, b: str) -> bool:
     return not a or not b or _ess_eq(a, b)
 
 
-def _types_match(lb: BTF, lid: int, tb: BTF, tid: int, behind_ptr: bool = False, level: int = _MAX_DEPTH) -> bool:
+def _types_match(lb: BTF, lid: int, tb: BTF, tid: int, behind_ptr: bool = False, level: int = _MAX_DEPTH,
+                 walk: _Walk | None = None) -> bool:
     """libbpf's bpf_core_types_match: the strict check of TYPE_MATCHES (bpf_core_type_matches)."""
-    if level <= 0:
-        raise CORERelocationError("type nesting too deep in TYPE_MATCHES")
+    if walk is None:
+        walk = _Walk()
+    _spend(walk.budget)  # memo hits count too: n anonymous members x n candidates is n^2
+    key = (lid, tid, behind_ptr)
+    got = walk.memo.get(key)
+    if got is None:
+        if level <= 0:
+            raise CORERelocationError("type nesting too deep in TYPE_MATCHES")
+        got = walk.memo[key] = _types_match_walk(lb, lid, tb, tid, behind_ptr, level, walk)
+    return got
+
+
+def _types_match_walk(lb: BTF, lid: int, tb: BTF, tid: int, behind_ptr: bool, level: int, walk: _Walk) -> bool:
     for _ in range(_MAX_DEPTH):
         lid, lt = _skip(lb, lid)
         tid, tt = _skip(tb, tid)
@@ -333,7 +380,11 @@ def _types_match(lb: BTF, lid: int, tb: BTF, tid: int, behind_ptr: bool = False,
         if lk in _ENUM_KINDS:
             if tk not in _ENUM_KINDS or lt.size != tt.size or len(lt.values) > len(tt.values):
                 return False
-            return all(any(_names_match(lv.name, tv.name) for tv in tt.values) for lv in lt.values)
+            # _names_match for every pair, in linear time (enums may have 65535 values)
+            tnames = {essential_name(tv.name) if tv.name else "" for tv in tt.values}
+            if "" in tnames:
+                return True
+            return all(not lv.name or essential_name(lv.name) in tnames for lv in lt.values)
         if lk in (Kind.STRUCT, Kind.UNION):
             if behind_ptr:
                 if lk == tk:
@@ -341,11 +392,17 @@ def _types_match(lb: BTF, lid: int, tb: BTF, tid: int, behind_ptr: bool = False,
                 return tk == Kind.FWD and (lk == Kind.UNION) == tt.kflag
             if lk != tk or len(lt.members) > len(tt.members):
                 return False
+            # target members by essential name: a named local member is compared with its
+            # namesakes and the anonymous members only (what _names_match lets through),
+            # so two structs of n members cost n comparisons, not n^2
+            by_name: dict[str, list[int]] = {}
+            for tm in tt.members:
+                by_name.setdefault(essential_name(tm.name) if tm.name else "", []).append(tm.type)
+            anon = by_name.get("", [])
+            every = [tm.type for tm in tt.members]
             for lm in lt.members:
-                if not any(
-                    _names_match(lm.name, tm.name) and _types_match(lb, lm.type, tb, tm.type, behind_ptr, level - 1)
-                    for tm in tt.members
-                ):
+                cands = (by_name.get(essential_name(lm.name), []) + anon) if lm.name else every
+                if not any(_types_match(lb, lm.type, tb, c, behind_ptr, level - 1, walk) for c in cands):
                     return False
             return True
         if lk == Kind.INT:
@@ -369,7 +426,7 @@ def _types_match(lb: BTF, lid: int, tb: BTF, tid: int, behind_ptr: bool = False,
             if tk != Kind.FUNC_PROTO or len(lt.params) != len(tt.params):
                 return False
             for lp, tp in zip(lt.params, tt.params):
-                if not _types_match(lb, lp.type, tb, tp.type, behind_ptr, level - 1):
+                if not _types_match(lb, lp.type, tb, tp.type, behind_ptr, level - 1, walk):
                     return False
             lid, tid = lt.type, tt.type
             continue
@@ -525,12 +582,16 @@ class CoreRelocator:
                 )
         return spec
 
-    def _match_member(self, lacc: _Acc, tb: BTF, tid: int, ts: _Spec) -> tuple[int, int] | None:
+    def _match_member(self, lacc: _Acc, tb: BTF, tid: int, ts: _Spec,
+                      budget: list[int] | None = None) -> tuple[int, int] | None:
         """Find the local member ``lacc`` in target composite ``tid``, through anonymous members.
 
         Returns (1, next type id) on a compatible match, (0, 0) when the name matched but the
         type is incompatible (libbpf stops searching then), None when absent.
         """
+        if budget is None:
+            budget = [_MAX_MEMBER_STEPS]
+        _spend(budget, "member search")
         tid, tt = _skip(tb, tid)
         if not tt.is_composite:
             return None
@@ -541,7 +602,7 @@ class CoreRelocator:
             ts.bit_offset += m.bit_offset
             ts.raw.append(i)
             if not m.name:
-                r = self._match_member(lacc, tb, m.type, ts)
+                r = self._match_member(lacc, tb, m.type, ts, budget)
                 if r is not None:
                     return r
             elif m.name == lm.name:

@@ -333,7 +333,7 @@ class _Reader:
                     )
                 self.data_secs[s.index] = s
             elif s.type == SHT_REL:
-                if s.entsize != _REL.size or s.info >= len(self.sections):
+                if s.entsize != _REL.size or s.size % _REL.size or s.info >= len(self.sections):
                     raise ELFError(f"{self.what}: malformed relocation section {n!r}")
                 target = self.sections[s.info]
                 if target.is_exec:
@@ -491,6 +491,11 @@ class _Reader:
                 t = types[tid]
                 self.datasec_ids.setdefault(t.name, tid)
                 for vs in t.secinfos:
+                    if not 0 < vs.type < len(btf):
+                        raise BTFError(
+                            f"{self.what}: BTF DATASEC {t.name!r} names type id {vs.type}, "
+                            f"past the object's {len(btf)} types"
+                        )
                     datasec_of[vs.type] = t.name
             elif k == k_int and not int32 and words[o + 2] == 4 and (words[o + 3] & 0xFF) == 32:
                 int32 = local + start
@@ -563,6 +568,8 @@ class _Reader:
                 # The kernel refuses extern FUNCs and unnamed parameters of kfunc prototypes
                 # here; libbpf's answer, kept for identical BTF: a dummy VAR in the DATASEC
                 # and its name lent to nameless parameters.
+                if not 0 < vt.type < len(types) or types[vt.type].kind != Kind.FUNC_PROTO:
+                    raise BTFError(f"{self.what}: BTF FUNC {vt.name!r} has no FUNC_PROTO (type {vt.type})")
                 proto = types[vt.type]
                 if any(p.type and not p.name for p in proto.params):
                     proto.params = [Param(DUMMY_KSYM if (p.type and not p.name) else p.name, p.type) for p in proto.params]
