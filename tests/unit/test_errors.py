@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,15 @@ def test_permission_errnos_stay_permission_errors() -> None:
         e = error_for_errno("op", err)
         assert type(e) is PermissionDeniedError and isinstance(e, PermissionError)
     assert type(error_for_errno("op", errno.EINVAL)) is SyscallError
+
+
+def test_kallsyms_with_hidden_addresses_is_a_permission_error_not_zeros(tmp_path: Path) -> None:
+    """kptr_restrict shows every address as 0 to unprivileged readers: never hand those out."""
+    from tracekit.kernel.kconfig import read_kallsyms
+
+    ks = tmp_path / "kallsyms"
+    ks.write_text("0000000000000000 T _stext\n0000000000000000 t foo\t[mod]\n")
+    with pytest.raises(PermissionDeniedError, match="CAP_SYSLOG"):
+        read_kallsyms(["_stext", "foo"], str(ks))
+    # asking only which names exist is fine
+    assert set(read_kallsyms(["_stext", "foo"], str(ks), addresses=False) or {}) == {"_stext", "foo"}
