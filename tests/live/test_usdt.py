@@ -166,6 +166,27 @@ def test_semaphore_maintained_by_the_kernel(fresh: Any, target: Target, binary: 
     assert target.fire(7) == 0
 
 
+def test_semaphore_through_tracefs_uprobe_events(fresh: Any, target: Target, binary: str) -> None:
+    """The legacy attach path: uprobe_events takes the semaphore as PATH:OFFSET(REF_CTR)."""
+    from tests.support import need
+    from tracekit.hooks import kprobe
+
+    need("uprobe_events", os.path.exists(os.path.join(kprobe._fs.tracefs_path(), "uprobe_events")),
+         "no tracefs uprobe_events")
+    before = kprobe.list_legacy_events("uprobe")
+    assert target.fire(1) == 0
+    link = usdt.attach_usdt(fresh.programs["tk_any"].fd, binary, "tk", "sema", pool=usdt.spec_ids_for(fresh),
+                            pid=target.pid, cookie=4, legacy=True)
+    try:
+        assert len(set(kprobe.list_legacy_events("uprobe")) - set(before)) == 1
+        assert target.fire(2) == 1
+        assert hit(fresh, 4)["args"] == [2, 1]
+    finally:
+        link.close()
+    assert target.fire(3) == 0
+    assert not set(kprobe.list_legacy_events("uprobe")) - set(before)
+
+
 def test_bpf_usdt_macro_program(fresh: Any, target: Target, binary: str) -> None:
     fresh.bss["regs_hits"] = 0
     link = fresh.programs["tk_regs"].attach_usdt(binary, "tk", "regs", pid=target.pid)

@@ -223,8 +223,11 @@ def _runtime_ip(pid: int, path: str, file_offset: int) -> int:
 
 
 def attach_usdt(prog_fd: int, path: str, provider: str, name: str, *, pool: SpecIds, pid: int = -1,
-                cookie: int = 0) -> USDTLink:
-    """Attach program ``prog_fd`` to every site of USDT ``provider:name`` in ``path``."""
+                cookie: int = 0, legacy: bool | None = None) -> USDTLink:
+    """Attach program ``prog_fd`` to every site of USDT ``provider:name`` in ``path``.
+
+    ``legacy`` as for :func:`tracekit.hooks.uprobe.attach_uprobe` (True: tracefs
+    ``uprobe_events``, which takes the semaphore as ``PATH:OFFSET(REF_CTR_OFFSET)``)."""
     real = resolve_path(path)
     label = f"{real}:{provider}:{name}"
     what = f"USDT {provider}:{name} in {real}" + (f" (pid {pid})" if pid >= 0 else "")
@@ -277,7 +280,7 @@ def attach_usdt(prog_fd: int, path: str, provider: str, name: str, *, pool: Spec
             link.sites.append(Site(note, sid, ip))
             link.links.append(attach_uprobe(prog_fd, real, "", note.file_offset, pid=pid,
                                             cookie=sid if pool.has_cookie else 0,
-                                            ref_ctr_offset=note.semaphore_offset))
+                                            ref_ctr_offset=note.semaphore_offset, legacy=legacy))
     except BaseException:
         link.close()
         raise
