@@ -321,6 +321,11 @@ def _mount_of(path: str) -> tuple[str, str] | None:
     return best
 
 
+def can_access(path: str, mode: int) -> bool:
+    """access(2) as the kernel checks our opens: with the effective uid, not the real one."""
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
 def unreadable_detail(path: str) -> str:
     """'tracefs at /sys/kernel/tracing is mounted but not readable by uid N (mode ...)'."""
     uid = os.geteuid()
@@ -333,7 +338,7 @@ def unreadable_detail(path: str) -> str:
         blocked = point
         while cur.startswith(point) and cur != point:
             parent = os.path.dirname(cur)
-            if not os.access(parent, os.X_OK):
+            if not can_access(parent, os.X_OK):
                 blocked = parent
             cur = parent
         try:
@@ -341,7 +346,7 @@ def unreadable_detail(path: str) -> str:
             mode = f" (mode {st.st_mode & 0o7777:04o}, owner uid {st.st_uid})"
         except OSError:
             mode = ""
-        if not os.access(point, os.R_OK | os.X_OK):
+        if not can_access(point, os.R_OK | os.X_OK):
             return (f"{typ} at {point} is mounted but not readable by uid {uid}{mode}; run as root "
                     "(or with CAP_DAC_OVERRIDE)")
         if blocked != point:
@@ -377,6 +382,6 @@ def read_kernel_file(path: str, *, op: str = "read", missing: str = "") -> bytes
 
 __all__ = [
     "CAPS", "NEEDS_BPF", "NEEDS_MOUNT", "NEEDS_PERF", "NEEDS_TRACING", "effective_caps", "file_error",
-    "has_cap", "missing_caps", "open_fd_count", "permission_error", "privilege_detail", "read_kernel_file",
+    "can_access", "has_cap", "missing_caps", "open_fd_count", "permission_error", "privilege_detail", "read_kernel_file",
     "resource_error", "syscall_error", "unreadable_detail",
 ]

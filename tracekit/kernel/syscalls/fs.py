@@ -99,7 +99,7 @@ def tracefs_path() -> str:
                 return cand
     # Mounted but unusable to us is not "not mounted": say whose permission is missing.
     for point in seen:
-        if not os.access(point, os.R_OK | os.X_OK):
+        if not _diag.can_access(point, os.R_OK | os.X_OK):
             raise PermissionDeniedError("find tracefs", _errno.EACCES, _diag.unreadable_detail(point))
     if _diag.missing_caps(_diag.NEEDS_MOUNT):
         raise _diag.permission_error(
