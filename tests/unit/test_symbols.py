@@ -481,3 +481,48 @@ def test_other_elf_classes_and_byte_orders(tmp_path: Path, target: str) -> None:
     if path != obj:
         assert elf.segments and elf.offset_to_vaddr(elf.vaddr_to_offset(sizes["helper_one"][0]) or 0) == \
             sizes["helper_one"][0]
+
+
+def test_stripped_binary_takes_symbols_from_its_debug_file(tmp_path: Path) -> None:
+    """Separate debug info, found as gdb finds it: by build id under the process's root, or
+    by .gnu_debuglink (CRC-checked) next to the file or under /usr/lib/debug/<dir>."""
+    for tool in ("objcopy", "strip"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"no {tool} (binutils)")
+    want = nm_sizes(spin_target())[SPIN_FUNC]
+    root = tmp_path / "root"
+    bindir = root / "usr" / "bin"
+    bindir.mkdir(parents=True)
+    app = bindir / "app"
+    shutil.copy(spin_target(), app)
+    subprocess.run(["objcopy", "--only-keep-debug", "app", "app.debug"], cwd=bindir, check=True)
+    subprocess.run(["strip", "--strip-all", "app"], cwd=bindir, check=True)
+    subprocess.run(["objcopy", "--add-gnu-debuglink=app.debug", "app"], cwd=bindir, check=True)
+    stripped = ElfSymbols.from_path(app)
+    assert not stripped.has_symtab and stripped.find(SPIN_FUNC) is None and stripped.debuglink == "app.debug"
+
+    def found(debug_root: str = "") -> tuple[int, int] | None:
+        e = ElfCache().get(str(app), debug_root=debug_root)
+        s = e.find(SPIN_FUNC) if e is not None else None
+        if s is None or e is None:
+            return None
+        assert e.segments == stripped.segments and e.build_id == stripped.build_id
+        return s.addr, s.size
+
+    assert found() == want  # next to the file
+    (bindir / ".debug").mkdir()
+    (bindir / "app.debug").rename(bindir / ".debug" / "app.debug")
+    assert found() == want  # in .debug/
+    under = root / "usr" / "lib" / "debug" / "usr" / "bin"
+    under.mkdir(parents=True)
+    (bindir / ".debug" / "app.debug").rename(under / "app.debug")
+    assert found() is None and found(str(root)) == want  # under the process's /usr/lib/debug
+    with open(under / "app.debug", "ab") as f:
+        f.write(b"\0")
+    assert found(str(root)) is None  # CRC mismatch: a debug file of another build is not used
+    assert stripped.build_id is not None
+    h = stripped.build_id.hex()
+    by_id = root / "usr" / "lib" / "debug" / ".build-id" / h[:2]
+    by_id.mkdir(parents=True)
+    (under / "app.debug").rename(by_id / f"{h[2:]}.debug")
+    assert found(str(root)) == want  # by build id (the build ids match; no CRC needed)

@@ -81,7 +81,7 @@ class ElfSymbols:
     """
 
     __slots__ = ("_starts", "_sizes", "_name_offs", "_strings", "segments", "build_id", "elf_type",
-                 "has_symtab", "debuglink")
+                 "has_symtab", "debuglink", "debuglink_crc")
 
     def __init__(self) -> None:
         self._starts = array("Q")
@@ -93,8 +93,10 @@ class ElfSymbols:
         self.elf_type = 0
         #: False for a stripped file (only .dynsym): callers may look for a debug file
         self.has_symtab = False
-        #: the file name in ``.gnu_debuglink`` (separate debug info), if any
+        #: the file name in ``.gnu_debuglink`` (separate debug info), if any, and the
+        #: CRC32 that file must have
         self.debuglink: str | None = None
+        self.debuglink_crc: int | None = None
 
     # --- construction ------------------------------------------------------------------
 
@@ -295,10 +297,14 @@ class _Parser:
                 strings.append(strtab)
                 base += len(strtab)
             elif sec_name(s) == ".gnu_debuglink":
+                # the debug file's name, NUL, padding to 4, then the CRC32 of that file
                 raw = sec_bytes(s)
                 end = raw.find(b"\0")
                 if end > 0:
                     out.debuglink = raw[:end].decode("utf-8", "replace")
+                    crc_at = (end + 4) & ~3
+                    if crc_at + 4 <= len(raw):
+                        out.debuglink_crc = struct.unpack_from(e + "I", raw, crc_at)[0]
         if base >= 1 << 32:
             raise self.fail("string tables larger than 4 GiB")
         for n in notes:

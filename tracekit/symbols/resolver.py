@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -100,7 +101,11 @@ class ElfCache:
         """The symbols of the file at ``path`` (None if it is not a readable ELF file).
 
         A stripped file with a build id gets its symbols from
-        ``<debug_root>/usr/lib/debug/.build-id/xx/yyyy.debug`` when that exists.
+        ``<debug_root>/usr/lib/debug/.build-id/xx/yyyy.debug`` when that exists, else from
+        the file its ``.gnu_debuglink`` names (next to it, in its ``.debug/``, or under
+        ``<debug_root>/usr/lib/debug/<its directory>``; the link's CRC32 must match), as gdb
+        looks them up.  ``debug_root`` is the process's root (``/proc/PID/root``), which
+        ``path`` starts with.
         """
         try:
             st = os.stat(path)
@@ -116,8 +121,8 @@ class ElfCache:
             elf = ElfSymbols.from_path(path)
         except (ELFError, OSError, ValueError):
             elf = None  # remembered as such: not retried for every address
-        if elf is not None and not elf.has_symtab and elf.build_id:
-            elf = _with_debug_file(elf, debug_root)
+        if elf is not None and not elf.has_symtab and (elf.build_id or elf.debuglink):
+            elf = _with_debug_file(elf, path, debug_root)
         with self._lock:
             self.parsed += 1
             self._files[key] = elf
@@ -141,20 +146,35 @@ class ElfCache:
             return (elf, self._paths[key]) if elf is not None else None
 
 
-def _with_debug_file(elf: ElfSymbols, root: str) -> ElfSymbols:
-    assert elf.build_id
-    h = elf.build_id.hex()
-    path = f"{root}/usr/lib/debug/.build-id/{h[:2]}/{h[2:]}.debug"
-    try:
-        dbg = ElfSymbols.from_path(path)
-    except (ELFError, OSError, ValueError):
-        return elf
-    if not len(dbg):
-        return elf
-    # The debug file's symbols, with the loaded file's segments (the two agree on vaddrs).
-    dbg.segments = elf.segments or dbg.segments
-    dbg.build_id = elf.build_id
-    return dbg
+def _with_debug_file(elf: ElfSymbols, path: str, root: str) -> ElfSymbols:
+    """``elf``'s symbols from its separate debug file, if one is installed (see ElfCache.get)."""
+    candidates: list[tuple[str, int | None]] = []
+    if elf.build_id:
+        h = elf.build_id.hex()
+        candidates.append((f"{root}/usr/lib/debug/.build-id/{h[:2]}/{h[2:]}.debug", None))
+    if elf.debuglink:
+        d = os.path.dirname(path)
+        in_ns = d[len(root):] if root and d.startswith(root) else d
+        for c in (f"{d}/{elf.debuglink}", f"{d}/.debug/{elf.debuglink}",
+                  f"{root}/usr/lib/debug{in_ns}/{elf.debuglink}"):
+            if c != path:
+                candidates.append((c, elf.debuglink_crc))
+    for c, crc in candidates:
+        try:
+            if crc is not None:
+                with open(c, "rb") as f:
+                    if zlib.crc32(f.read()) != crc:
+                        continue  # a debug file of another build
+            dbg = ElfSymbols.from_path(c)
+        except (ELFError, OSError, ValueError):
+            continue
+        if not len(dbg) or (dbg.build_id and elf.build_id and dbg.build_id != elf.build_id):
+            continue
+        # The debug file's symbols, with the loaded file's segments (the two agree on vaddrs).
+        dbg.segments = elf.segments or dbg.segments
+        dbg.build_id = elf.build_id
+        return dbg
+    return elf
 
 
 _vdso: ElfSymbols | bool | None = False
@@ -261,7 +281,7 @@ class ProcessSymbols:
         if self._same_ns:
             candidates.append(path)  # still readable after the process exited
         for c in candidates:
-            elf = self.cache.get(c, debug_root=root if not self._same_ns else "")
+            elf = self.cache.get(c, debug_root=root if c.startswith(root + "/") else "")
             if elf is not None:
                 break
         self._elfs[k] = elf
