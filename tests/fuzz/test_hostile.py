@@ -328,3 +328,22 @@ def test_member_search_through_an_anonymous_dag_is_bounded() -> None:
     relo = CoreRelo(0, 2, "0:0", core.CoreKind.FIELD_BYTE_OFFSET)
     with within(), pytest.raises(CORERelocationError, match="steps"):
         core.relocate(_ldimm64(0), [relo], local, [target])
+
+
+def test_a_chain_of_thousands_of_callees_is_a_relocation_error(tmp_path: Path) -> None:
+    """The plan appends callees recursively: 1,500 nested calls were a RecursionError."""
+    from tests.support import build_bpf_object
+    from tracekit.errors import RelocationError
+
+    n = 1500
+    src = ['#define SEC(n) __attribute__((section(n), used))',
+           f'static __attribute__((noinline)) int f{n}(int x) {{ asm volatile("" : "+r"(x)); return x; }}']
+    src += [f'static __attribute__((noinline)) int f{i}(int x) {{ asm volatile("" : "+r"(x)); return f{i + 1}(x) + 1; }}'
+            for i in range(n - 1, 0, -1)]
+    src += ['SEC("tp/syscalls/sys_enter_getpid") int prog(void *ctx) { return f1(0); }',
+            'char LICENSE[] SEC("license") = "GPL";']
+    (tmp_path / "chain.bpf.c").write_text("\n".join(src) + "\n")
+    spec = elf.load_spec(build_bpf_object(tmp_path / "chain.bpf.c", use_vmlinux_h=False))
+    assert len(spec.functions) == n + 1
+    with within(), pytest.raises(RelocationError, match="BPF_MAX_SUBPROGS"):
+        plan_program(spec, spec.programs["prog"], [])

@@ -126,6 +126,17 @@ class GlobalData:
         object.__setattr__(self, "_writable", writable)
         object.__setattr__(self, "_closed", False)
         vars_: dict[str, tuple[int, Codec]] = {}
+        try:
+            self._collect(vars_, section, btf, datasec_type_id, len(data))
+        except (struct.error, IndexError, KeyError, ValueError, OverflowError) as e:
+            # Object.__init__ builds these views from the object's BTF right after parsing:
+            # whatever the checks below did not foresee is still malformed input
+            raise BTFError(f"{section}: malformed global data description in the object's BTF: {e}") from None
+        object.__setattr__(self, "_vars", vars_)
+
+    @staticmethod
+    def _collect(vars_: dict[str, tuple[int, Codec]], section: str, btf: BTF | None, datasec_type_id: int,
+                 size: int) -> None:
         if btf is not None and datasec_type_id:
             sec = btf.type(datasec_type_id)
             if sec.kind != Kind.DATASEC:
@@ -137,13 +148,12 @@ class GlobalData:
                 codec = Codec(btf, v.type)
                 # Checked here, at open: a variable outside its section's bytes would
                 # otherwise fail on every read (and write past the end of the map value).
-                if si.offset + codec.size > len(data):
+                if si.offset + codec.size > size:
                     raise BTFError(
                         f"{section}: variable {v.name!r} at offset {si.offset} ({codec.size} bytes) "
-                        f"lies outside the {len(data)}-byte section; the object's BTF and ELF disagree"
+                        f"lies outside the {size}-byte section; the object's BTF and ELF disagree"
                     )
                 vars_[v.name] = (si.offset, codec)
-        object.__setattr__(self, "_vars", vars_)
 
     # --- lifecycle (used by the loader) -----------------------------------------------------
 

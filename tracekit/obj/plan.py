@@ -36,6 +36,9 @@ from tracekit.obj.spec import FunctionSpec, ObjectSpec, ProgramSpec, RelocKind
 
 log = logging.getLogger("tracekit.obj.plan")
 
+#: functions one program may consist of, itself included (the kernel's BPF_MAX_SUBPROGS)
+MAX_SUBPROGS = 256
+
 
 @dataclass
 class MapRef:
@@ -144,6 +147,13 @@ def _relocate_function(spec: ObjectSpec, plan: ProgramPlan, fn: FunctionSpec, ba
                 )
             start = plan.layout.get(callee.key)
             if start is None:
+                if len(plan.layout) >= MAX_SUBPROGS:
+                    # the kernel refuses more (BPF_MAX_SUBPROGS); checked here, it also
+                    # bounds this recursion for a hostile object's chain of callees
+                    raise RelocationError(
+                        f"program {prog.name!r} reaches more than {MAX_SUBPROGS} functions, the "
+                        "kernel's limit (BPF_MAX_SUBPROGS): split it or inline some callees"
+                    )
                 start = _append(plan, callee)
                 _relocate_function(spec, plan, callee, start)
             ins = plan.insns[at]
