@@ -787,13 +787,16 @@ class _Reader:
         rel = self.maps_rel
         assert rel is not None and self.btf is not None
         btf = self.btf
+        # map variables sorted by offset, found by bisection: a scan per relocation is
+        # relocations x maps, which a hostile object makes ~10^9
+        ranges = sorted(self.map_ranges, key=lambda r: r[0])
+        starts = [r[0] for r in ranges]
         for r_offset, r_info in _REL.iter_unpack(rel.data):
             sym = self._sym(r_info >> 32, rel.name)
-            for start, end, m, var_type in self.map_ranges:  # noqa: B007 - m, var_type are used after the loop
-                if start <= r_offset and r_offset + 8 <= end:
-                    break
-            else:
+            i = bisect_right(starts, r_offset) - 1
+            if i < 0 or r_offset + 8 > ranges[i][1]:
                 raise ELFError(f"{self.what}: .maps relocation at {r_offset} against {sym.name!r} is outside every map")
+            start, _end, m, var_type = ranges[i]
             is_mim = m.type in _MAP_IN_MAP
             if is_mim:
                 if self.maps_sec is None or sym.shndx != self.maps_sec.index:
