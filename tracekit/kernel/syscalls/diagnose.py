@@ -123,6 +123,10 @@ def privilege_detail(need: Sequence[str]) -> str:
 
 
 def permission_error(op: str, err: int, need: Sequence[str], detail: str = "") -> PermissionDeniedError:
+    """EPERM/EACCES with the missing privilege named; when nothing is missing, the caller's
+    ``detail`` (e.g. "not a bpffs") is the explanation and no privilege talk is added."""
+    if detail and not missing_caps(need):
+        return PermissionDeniedError(op, err, detail)
     hint = privilege_detail(need)
     return PermissionDeniedError(op, err, f"{detail}; {hint}" if detail else hint)
 

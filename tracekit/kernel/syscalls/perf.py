@@ -125,8 +125,9 @@ def perf_event_open(attr: PerfEventAttr, pid: int = -1, cpu: int = 0, group_fd: 
     if err in (_errno.EPERM, _errno.EACCES):
         paranoid = _diag._read_small("/proc/sys/kernel/perf_event_paranoid")
         # said once, here: callers pass PermissionDeniedError on untouched
+        lacking = _diag.missing_caps(_diag.NEEDS_PERF)  # with CAP_PERFMON the sysctl does not apply
         raise _diag.permission_error(op, err, _diag.NEEDS_PERF,
-                                     f"kernel.perf_event_paranoid is {paranoid}" if paranoid else "")
+                                     f"kernel.perf_event_paranoid is {paranoid}" if paranoid and lacking else "")
     hint = "no such event on this kernel" if err == _errno.ENOENT else ""
     raise _diag.syscall_error(op, err, hint, kind="perf", need=_diag.NEEDS_PERF)
 
