@@ -3,6 +3,18 @@ perf maps), stack-trace maps, and BCC's text forms (frames, blocks, folded stack
 
 Modules, one concept each: :mod:`.kallsyms`, :mod:`.elfsyms`, :mod:`.procmaps`,
 :mod:`.perfmap`, :mod:`.resolver` (per-process symbolizer, ELF cache), :mod:`.stacks`.
+
+A profiler in a few lines (the BPF side keys counts by pid and two bpf_get_stackid() ids)::
+
+    obj = tracekit.open("profile.bpf.o"); obj.load()
+    obj.programs["do_sample"].attach_perf_event(sample_freq=49)
+    ...
+    stacks = StackTraces(obj.maps["stacks"])          # one Symbolizer: kallsyms + processes
+    for key, count in obj.maps["counts"].items():
+        pid, ustack, kstack = struct.unpack_from("<Iii", key)
+        print(fold(comm, int.from_bytes(count, "little"),
+                   user=stacks.user(ustack, pid), kernel=stacks.kernel(kstack),
+                   user_stack_id=ustack, kernel_stack_id=kstack, delimiter=True))
 """
 
 from tracekit.symbols.elfsyms import ElfSymbols, Symbol
