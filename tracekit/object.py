@@ -231,7 +231,8 @@ class Program:
             raise AttachError(f"program {self.name!r} (SEC {self.section!r}) is not a USDT program: "
                               "declare it SEC(\"usdt\") or SEC(\"usdt/PATH:PROVIDER:NAME\")")
         link = usdt.attach_usdt(self.fd, path, provider, name, pool=usdt.spec_ids_for(self._obj), pid=pid,
-                                cookie=cookie)
+                                cookie=cookie,
+                                multi=self.spec.expected_attach_type == uapi.AttachType.TRACE_UPROBE_MULTI)
         self.links.append(link)
         self._obj._links.append(link)
         return link
@@ -845,7 +846,7 @@ class Object:
                 license=spec.license or self.spec.license or "GPL",
                 name=spec.name,
                 kernel_name=kernel_name(spec.name),
-                expected_attach_type=spec.expected_attach_type,
+                expected_attach_type=_usdt_attach_type(spec),
                 attach_btf_id=plan.attach_btf_id,
                 attach_btf_obj_fd=attach_btf_obj_fd,
                 prog_btf_fd=btf_fd,
@@ -1116,6 +1117,19 @@ def _quietly(fn: Any) -> None:
 
 
 _KVER: int | None = None
+
+
+def _usdt_attach_type(spec: ProgramSpec) -> int:
+    """The expected attach type a program is loaded with: a ``SEC("usdt")`` program becomes a
+    uprobe.multi program where the kernel has those links (libbpf does the same), so that
+    all sites of a probe share one link, detached in one RCU grace period instead of one
+    per site.  Recorded in the spec: its attach path follows (tracekit.hooks.usdt)."""
+    if spec.attach_kind == "usdt" and not spec.expected_attach_type:
+        from tracekit.hooks import usdt
+
+        if usdt.uprobe_multi_for_usdt():
+            spec.expected_attach_type = int(uapi.AttachType.TRACE_UPROBE_MULTI)
+    return spec.expected_attach_type
 
 
 def _kernel_version_code() -> int:

@@ -26,6 +26,7 @@ from tracekit.errors import AttachError, NotSupportedError, USDTError
 from tracekit.hooks import usdt
 from tracekit.kernel import features
 from tracekit.obj.usdt import encode_spec
+from tracekit.uapi import AttachType
 
 pytestmark = pytest.mark.live
 
@@ -76,11 +77,22 @@ def binary() -> str:
     return build_usdt_target()
 
 
-@pytest.fixture(scope="module")
-def obj() -> Iterator[Any]:
+@pytest.fixture(scope="module", params=["uprobe.multi", "uprobes"])
+def obj(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The object loaded the default way (uprobe.multi programs on this 6.6+ kernel: one
+    link per attachment) and as on kernels without uprobe.multi (one uprobe per site)."""
     require_live()
     o = tracekit.open(str(build_bpf_object("usdt_probe.bpf.c", extra_flags=USDT_BPF_FLAGS)))
-    o.load()
+    if request.param == "uprobes":
+        with features.override(attach_type_trace_uprobe_multi=False):
+            o.load()
+    else:
+        if not usdt.uprobe_multi_for_usdt():
+            pytest.skip("this kernel has no uprobe.multi links")
+        o.load()
+    assert (o.programs["tk_any"].spec.expected_attach_type == AttachType.TRACE_UPROBE_MULTI) == (
+        request.param == "uprobe.multi")
+    o.multi = request.param == "uprobe.multi"
     yield o
     o.close()
 
@@ -106,6 +118,8 @@ def test_arguments_of_every_kind(fresh: Any, target: Target, binary: str) -> Non
     links = [prog.attach_usdt(binary, "tk", n, pid=target.pid, cookie=i) for i, n in enumerate(names)]
     try:
         assert [len(lk.sites) for lk in links] == [1, 1, 1, 1, 2, 1]
+        # one uprobe.multi link for both sites of tk:twice, or one uprobe each
+        assert [len(lk.links) for lk in links] == [1, 1, 1, 1, 1 if fresh.multi else 2, 1]
         x = 3
         assert target.fire(x) == 1  # the semaphore of tk:sema is up while attached
         want = {
@@ -173,6 +187,11 @@ def test_semaphore_through_tracefs_uprobe_events(fresh: Any, target: Target, bin
 
     need("uprobe_events", os.path.exists(os.path.join(kprobe._fs.tracefs_path(), "uprobe_events")),
          "no tracefs uprobe_events")
+    if fresh.multi:
+        with pytest.raises(AttachError, match=r"loaded for uprobe\.multi links"):
+            usdt.attach_usdt(fresh.programs["tk_any"].fd, binary, "tk", "sema", pool=usdt.spec_ids_for(fresh),
+                             legacy=True, multi=True)
+        return
     before = kprobe.list_legacy_events("uprobe")
     assert target.fire(1) == 0
     link = usdt.attach_usdt(fresh.programs["tk_any"].fd, binary, "tk", "sema", pool=usdt.spec_ids_for(fresh),
@@ -277,7 +296,7 @@ def test_without_bpf_cookies_the_ip_map_is_used(binary: str, target: Target) -> 
     """Kernels before 5.15: the program finds its spec by IP (LINUX_HAS_BPF_COOKIE is 0),
     tracekit fills __bpf_usdt_ip_to_spec_id with the runtime addresses (a PIE needs a pid)."""
     require_live()
-    with features.override(bpf_cookie=False):
+    with features.override(bpf_cookie=False, attach_type_trace_uprobe_multi=False):
         o = tracekit.open(str(build_bpf_object("usdt_probe.bpf.c", extra_flags=USDT_BPF_FLAGS)))
         o.load()
         try:

@@ -17,6 +17,11 @@ the object's pool when the attachment is closed.  The user's cookie travels in t
 Semaphores are maintained by the kernel: each uprobe is opened with the semaphore's file
 offset as ``ref_ctr_offset``, and the kernel increments it in every process (present or
 future) mapping the file while the uprobe exists, and decrements it when it goes.
+
+Where the kernel has uprobe.multi links (6.6), USDT programs are loaded for them (as
+libbpf does) and all sites of one attachment share a single link: detaching a perf-event
+uprobe waits for an RCU tasks-trace grace period each (~0.1 s per site here), a
+uprobe.multi link waits once.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 
 from tracekit.errors import AttachError, NotSupportedError, USDTError
 from tracekit.hooks.links import Link
-from tracekit.hooks.uprobe import attach_uprobe, ref_ctr_shift, resolve_path
+from tracekit.hooks.uprobe import attach_uprobe, attach_uprobe_multi, ref_ctr_shift, resolve_path
 from tracekit.obj.usdt import (
     LIBBPF_LAYOUT,
     SpecLayout,
@@ -222,12 +227,25 @@ def _runtime_ip(pid: int, path: str, file_offset: int) -> int:
     raise AttachError(f"file offset {file_offset:#x} of {path} is not mapped executable by process {pid}")
 
 
+def uprobe_multi_for_usdt() -> bool:
+    """Whether USDT programs should be loaded for uprobe.multi links (Linux 6.6 with BPF
+    cookies): decided once at load time, since such a program cannot be attached through
+    perf events, nor a perf-event program through a uprobe.multi link."""
+    from tracekit.kernel import features
+
+    return features.bpf_cookie() and features.attach_type("trace_uprobe_multi")
+
+
 def attach_usdt(prog_fd: int, path: str, provider: str, name: str, *, pool: SpecIds, pid: int = -1,
-                cookie: int = 0, legacy: bool | None = None) -> USDTLink:
+                cookie: int = 0, legacy: bool | None = None, multi: bool = False) -> USDTLink:
     """Attach program ``prog_fd`` to every site of USDT ``provider:name`` in ``path``.
 
-    ``legacy`` as for :func:`tracekit.hooks.uprobe.attach_uprobe` (True: tracefs
-    ``uprobe_events``, which takes the semaphore as ``PATH:OFFSET(REF_CTR_OFFSET)``)."""
+    ``multi``: the program was loaded as a uprobe.multi program (expected attach type
+    BPF_TRACE_UPROBE_MULTI, see :func:`uprobe_multi_for_usdt`): one link holds every site,
+    each with its spec id as cookie and its semaphore as ref_ctr_offset.  Otherwise one
+    perf-event uprobe per site; ``legacy`` as for :func:`tracekit.hooks.uprobe.attach_uprobe`
+    (True: tracefs ``uprobe_events``, which takes the semaphore as
+    ``PATH:OFFSET(REF_CTR_OFFSET)``)."""
     real = resolve_path(path)
     label = f"{real}:{provider}:{name}"
     what = f"USDT {provider}:{name} in {real}" + (f" (pid {pid})" if pid >= 0 else "")
@@ -278,9 +296,21 @@ def attach_usdt(prog_fd: int, path: str, provider: str, name: str, *, pool: Spec
                     raise
             # record the site before attaching so close() undoes a half-made ip entry
             link.sites.append(Site(note, sid, ip))
-            link.links.append(attach_uprobe(prog_fd, real, "", note.file_offset, pid=pid,
-                                            cookie=sid if pool.has_cookie else 0,
-                                            ref_ctr_offset=note.semaphore_offset, legacy=legacy))
+            if not multi:
+                link.links.append(attach_uprobe(prog_fd, real, "", note.file_offset, pid=pid,
+                                                cookie=sid if pool.has_cookie else 0,
+                                                ref_ctr_offset=note.semaphore_offset, legacy=legacy))
+        if multi:
+            if legacy:
+                raise AttachError(f"{what}: the program was loaded for uprobe.multi links, which tracefs "
+                                  "uprobe_events cannot carry")
+            sites = link.sites
+            refs = [s.note.semaphore_offset for s in sites]
+            link.links.append(attach_uprobe_multi(
+                prog_fd, real, offsets=[s.note.file_offset for s in sites], cookies=[s.spec_id for s in sites],
+                ref_ctr_offsets=refs if any(refs) else None, pid=pid))
+            link.links[0].kind = "usdt"
+            link.links[0].target = label
     except BaseException:
         link.close()
         raise
@@ -327,5 +357,5 @@ def mapped_elf_files(pid: int) -> list[str]:
     return out
 
 
-__all__ = ["attach_usdt", "USDTLink", "SpecIds", "spec_ids_for", "parse_usdt_target", "usdt_file",
+__all__ = ["attach_usdt", "uprobe_multi_for_usdt", "USDTLink", "SpecIds", "spec_ids_for", "parse_usdt_target", "usdt_file",
            "list_probes", "mapped_elf_files", "SPECS_MAP", "IP_MAP"]
