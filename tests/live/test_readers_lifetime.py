@@ -182,6 +182,18 @@ async def test_break_releases_at_once_without_aclose(storm: Object, no_gc: None)
     assert storm._readers == []
 
 
+async def test_break_counts_records_left_behind(storm: Object) -> None:
+    """Records the loop's reader took in its batch but did not hand out are counted."""
+    _emit(storm, 5)
+    it: Any = storm.events()
+    async for _ev in it:
+        break
+    assert not it.reader.closed  # `it` still refers to it: the loop may go on
+    assert (await it.__anext__()).seq == 1
+    await it.aclose()
+    assert it.reader.closed and it.reader.discarded == 3
+
+
 async def _read_until(obj: Object, source: Any, want: int, got: list[list[int]]) -> None:
     """Two consumer tasks and one producer; ends once ``want`` records arrived in all."""
     total = [0]

@@ -64,6 +64,8 @@ class RecordStream:
     """
 
     batch_size: int
+    #: records taken from the kernel but not handed out when the reader closed
+    discarded: int = 0
 
     def _init_stream(self, batch_size: int) -> None:
         self.batch_size = batch_size
@@ -139,6 +141,8 @@ class RecordStream:
         if self._closed:
             return
         self._closed = True
+        # records taken from the kernel but never handed out (a loop left early)
+        self.discarded = length_hint(self._it)
         self._it = _EMPTY
         for scope in list(self._waiters):
             scope.cancel()
@@ -271,7 +275,10 @@ class EventIterator:
     buffer consume from the same kernel ring (there is one consumer position per map), so
     the records are *split* between them, each record going to exactly one loop (within
     one thread; readers in different threads would race on the consumer position).
-    ``lost`` is the reader's count of lost records (:attr:`RecordStream.lost`).
+    A reader takes records from the kernel in batches: those it took but had not handed
+    out when its loop ended are gone with it, counted in ``reader.discarded``.  ``lost``
+    is the reader's count of records the kernel side could not deliver
+    (:attr:`RecordStream.lost`).
     """
 
     __slots__ = ("_reader", "_next", "_decode", "_keep", "_on_close")
