@@ -38,9 +38,16 @@ GEN_PREFIX = "tracekit/probes/generated"
 CFLAGS = ("-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
 
 
-def sources() -> list[Path]:
-    """The probe sources, sorted so builds run in a stable order."""
-    return sorted(PROBES_DIR.glob("*.bpf.c"))
+def sources(only: list[str] | None = None) -> list[Path]:
+    """The probe sources, sorted so builds run in a stable order (``only``: these names)."""
+    found = sorted(PROBES_DIR.glob("*.bpf.c"))
+    if only:
+        names = {n.removesuffix(".bpf.c").removesuffix(".bpf.o") for n in only}
+        missing = names - {s.name.removesuffix(".bpf.c") for s in found}
+        if missing:
+            raise BuildError(f"no probe source for {', '.join(sorted(missing))} in {PROBES_DIR}")
+        found = [s for s in found if s.name.removesuffix(".bpf.c") in names]
+    return found
 
 
 def generate_vmlinux_h(build_dir: Path, btf: Path = DEFAULT_BTF) -> Path:
@@ -78,14 +85,14 @@ def object_name(src: Path) -> str:
 
 
 def build(build_dir: Path = DEFAULT_BUILD_DIR, btf: Path = DEFAULT_BTF, out_dir: Path = PROBES_DIR,
-          verbose: bool = True) -> dict[str, bool]:
+          verbose: bool = True, only: list[str] | None = None) -> dict[str, bool]:
     """Build every probe into ``out_dir``; returns {object name: whether its bytes changed}."""
     vmlinux_h = generate_vmlinux_h(build_dir, btf)
     changed: dict[str, bool] = {}
     build_dir.mkdir(parents=True, exist_ok=True)
     # A private scratch dir per run: concurrent builds (tests, two shells) never share files.
     with tempfile.TemporaryDirectory(prefix="objects-", dir=build_dir) as objdir:
-        for src in sources():
+        for src in sources(only):
             name = object_name(src)
             changed[name] = _build_one(src, Path(objdir) / name, out_dir / name, vmlinux_h, verbose)
     return changed
@@ -122,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tracekit.probes.build", description=__doc__.split("\n\n")[0])
     ap.add_argument("--btf", type=Path, default=DEFAULT_BTF, help="kernel BTF to generate vmlinux.h from")
     ap.add_argument("--build-dir", type=Path, default=DEFAULT_BUILD_DIR, help="where vmlinux.h and scratch objects go")
+    ap.add_argument("names", nargs="*", metavar="NAME", help="only these probes (default: all)")
     ap.add_argument("--check", action="store_true",
                     help="rebuild into a temporary dir and fail if the committed objects differ")
     args = ap.parse_args(argv)
@@ -136,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print("all probe objects reproduce byte for byte")
             return 0
-        build(args.build_dir, args.btf)
+        build(args.build_dir, args.btf, only=args.names or None)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
