@@ -35,6 +35,9 @@ def _cycle(name: str, attach: bool) -> None:
         obj.load()
         if attach:
             obj.attach()
+        # a reader with its BTF decoder, as every loop makes (closed by the object)
+        it = obj.events()
+        it.reader.read_available()
     finally:
         obj.close()
 
