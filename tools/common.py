@@ -156,3 +156,162 @@ class Clock:
         if ktime_ns:
             return (ktime_ns - self.start_mono) / 1e9
         return (time.monotonic_ns() - self.start_mono) / 1e9
+
+
+# --- summary (interval) tools: biolatency, runqlat, syscount, cachestat, ... ---------------------
+
+#: BCC's default interval: "one report, at Ctrl-C (or at the end of -d)"
+FOREVER = 99999999.0
+
+
+def add_interval(p: argparse.ArgumentParser, default: float | None = None) -> None:
+    """The positional ``[interval [count]]`` of BCC's summary tools (``tool 1 10``).
+
+    ``default`` None means BCC's 99999999 s: a single report when the tool is stopped.
+    """
+    p.add_argument("interval", nargs="?", type=_positive, default=default,
+                   help="output interval, in seconds" + (f" (default {default:g})" if default else ""))
+    p.add_argument("count", nargs="?", type=_count, default=None, help="number of outputs")
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid interval {text!r} (seconds, e.g. 1 or 0.5)") from None
+    if not v > 0 or math.isinf(v):
+        raise argparse.ArgumentTypeError("interval must be a positive number of seconds")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r} (a whole number of reports)") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError("count must be at least 1")
+    return v
+
+
+def run_summary(args: argparse.Namespace, probe: tracekit.Probe, collect: Callable[[tracekit.Probe], Any],
+                text: Callable[[Any], str], to_json: Callable[[Any], dict[str, Any]], *,
+                banner: str | None = None, header: str | None = None, blank_line: bool = True,
+                timestamp_line: bool = True, detaching: bool = False,
+                on_ready: Callable[[], None] | None = None,
+                done: Callable[[], bool] | None = None) -> int:
+    """Run a summary tool: start ``probe``, then every ``args.interval`` seconds one report.
+
+    A report is ``collect(probe)`` (read *and clear* the tool's maps: each report covers
+    its own interval, as BCC's ``dist.clear()``), printed with ``text(data)``, or with
+    ``--json`` as one object per interval: ``{"ts": "YYYY-mm-dd HH:MM:SS", "time": epoch,
+    **to_json(data)}``.  Around it, BCC's conventions: ``banner`` once before the first
+    interval (not with --json), ``header`` once (cachestat's column line), a blank line
+    before each report (``blank_line``), an ``HH:MM:SS`` line when ``args.timestamp``
+    (``-T``) and ``timestamp_line``, and ``Detaching...`` at the end when ``detaching``
+    (syscount, funccount, cachestat).  ``args.count`` reports end the tool; Ctrl-C,
+    SIGTERM, the end of ``-d`` or ``done()`` returning True print a last, partial report
+    first.  A closed stdout (``| head``) ends it quietly.
+
+    ``args`` needs ``interval`` (None: one report at the end), ``count``, ``json``,
+    ``duration`` and ``verbose`` (see :func:`add_interval` and :func:`add_common`);
+    ``timestamp`` is optional.  ``on_ready`` runs once the programs are attached.
+
+    The loop is synchronous on purpose: summary tools only read maps, so a plain sleep that
+    Ctrl-C interrupts is all the waiting they need, and the probe stays open (its maps
+    readable) for the final report after the interrupt.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
+    if getattr(args, "verbose", False):
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    try:
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        pass
+    from tracekit.events.lost import LostReporter
+
+    lost = LostReporter(lambda: probe.lost)
+    interval = args.interval if getattr(args, "interval", None) else FOREVER
+    remaining = getattr(args, "count", None)
+    as_json = bool(getattr(args, "json", False))
+    stamp = bool(getattr(args, "timestamp", False)) and timestamp_line
+
+    def report() -> None:
+        data = collect(probe)
+        if as_json:
+            now = time.time()
+            obj = {"ts": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)), "time": round(now, 6)}
+            obj.update(to_json(data))
+            print(json.dumps(obj))
+            return
+        out = "\n" if blank_line else ""
+        if stamp:
+            out += f"{time.strftime('%H:%M:%S'):<8}\n"
+        body = text(data)
+        print(out + body, end="" if body.endswith("\n") or not body else "\n")
+
+    def sleep_until(deadline: float) -> bool:
+        """Sleep in short slices (lost events and ``done`` are polled); False when stopping."""
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return True
+            if done is not None and done():
+                return False
+            time.sleep(min(0.25, deadline - now))
+            lost.tick()
+
+    try:
+        try:
+            probe.start()
+            started = time.monotonic()
+            end = started + args.duration if getattr(args, "duration", None) else math.inf
+            if not as_json:
+                if banner:
+                    print(banner)
+                if header:
+                    print(header)
+            if on_ready is not None:
+                on_ready()
+            next_at = started
+            while True:
+                next_at += interval
+                go_on = True
+                try:
+                    go_on = sleep_until(min(next_at, end))
+                except KeyboardInterrupt:
+                    go_on = False
+                report()
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining <= 0:
+                        break
+                if not go_on or time.monotonic() >= end:
+                    break
+            lost.finish()
+            if detaching and not as_json:
+                print("Detaching...")
+        finally:
+            probe.close()
+    except KeyboardInterrupt:
+        # a second Ctrl-C while reporting: stop now
+        return 0
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - swallow the final flush
+        except OSError:
+            pass
+        return 0
+    except tracekit.PermissionDeniedError as e:
+        return fail(str(e) if "CAP_" in str(e) or "uid " in str(e) else
+                    f"{e}\n(run as root: tracing needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)")
+    except tracekit.VerifierError as e:
+        if getattr(args, "verbose", False):
+            return fail(f"{e}\n--- full verifier log ---\n{e.log}")
+        return fail(str(e))
+    except tracekit.TracekitError as e:
+        return fail(str(e))
+    return 0
