@@ -194,7 +194,7 @@ def _count(text: str) -> int:
     return v
 
 
-def run_summary(args: argparse.Namespace, probe: tracekit.Probe, collect: Callable[[tracekit.Probe], Any],
+def run_summary(args: argparse.Namespace, probe: tracekit.Probe[Any], collect: Callable[[tracekit.Probe[Any]], Any],
                 text: Callable[[Any], str], to_json: Callable[[Any], dict[str, Any]], *,
                 banner: str | None = None, header: str | None = None, blank_line: bool = True,
                 timestamp_line: bool = True, detaching: bool = False,
@@ -315,3 +315,16 @@ def run_summary(args: argparse.Namespace, probe: tracekit.Probe, collect: Callab
     except tracekit.TracekitError as e:
         return fail(str(e))
     return 0
+
+
+def add_container_filters(p: argparse.ArgumentParser) -> None:
+    """``-c/--cgroup PATH`` (libbpf-tools), ``--cgroupmap`` and ``--mntnsmap`` (BCC), for a
+    probe that declares them (tracekit.h ``TK_DECLARE_*_FILTER()``)."""
+    p.add_argument("-c", "--cgroup", metavar="PATH", help="trace only tasks in this cgroup-v2 directory (or below)")
+    p.add_argument("--cgroupmap", metavar="MAP", help="trace only cgroups whose ids are keys of this pinned BPF hash")
+    p.add_argument("--mntnsmap", metavar="MAP", help="trace only mount namespaces that are keys of this pinned BPF hash")
+
+
+def container_filters(args: argparse.Namespace) -> dict[str, str]:
+    """The Probe keyword arguments for the options of :func:`add_container_filters`."""
+    return {k: v for k in ("cgroup", "cgroupmap", "mntnsmap") if (v := getattr(args, k, None))}

@@ -460,6 +460,24 @@ class ObjectMap:
         spec = value.spec if isinstance(value, ObjectMap) else value
         self.spec.inner = spec.copy()
 
+    def reuse(self, m: Any) -> None:
+        """Use the existing kernel map ``m`` (a :class:`tracekit.kernel.maps.Map`, e.g.
+        ``Map.from_pin(path)``) instead of creating one at load (libbpf's
+        ``bpf_map__reuse_fd``).  Its type, key and value sizes must match the declaration;
+        its size wins.  The object owns ``m`` from now on and closes it."""
+        if self._obj.loaded:
+            raise TracekitError(f"map {self.name!r}: reuse() must be called before load()")
+        s = self.spec
+        want = {"type": s.type, "key_size": s.key_size, "value_size": s.value_size}
+        have = {k: getattr(m, k) for k in want}
+        if have != want:
+            diff = ", ".join(f"{k} {have[k]} (the object declares {want[k]})" for k in want if have[k] != want[k])
+            raise TracekitError(f"map {self.name!r}: cannot reuse map {getattr(m, 'name', '') or m.fd}: {diff}")
+        old = self.__dict__.pop("_reused", None)
+        if old is not None and old is not m:
+            old.close()
+        self.__dict__["_reused"] = m
+
     def _btf_size(self, tid: int) -> int | None:
         btf = self._obj.spec.btf
         try:
@@ -713,6 +731,12 @@ class Object:
                 from tracekit.kernel.maps import num_possible_cpus
 
                 max_entries = num_possible_cpus()
+            reused = om.__dict__.pop("_reused", None)
+            if reused is not None:  # ObjectMap.reuse(): the user's map stands in for ours
+                om.map = reused
+                om.reused = True
+                fds[om.name] = reused.fd
+                continue
             if s.pinning and self._reuse_pinned(om, max_entries):
                 fds[om.name] = om.map.fd
                 continue

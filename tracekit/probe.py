@@ -94,10 +94,15 @@ class Probe(Generic[E]):
 
     def __init__(self, *, btf: str | os.PathLike[str] | BTF | None = None,
                  map_entries: Mapping[str, int] | None = None,
+                 cgroup: str | None = None, cgroupmap: str | None = None, mntnsmap: str | None = None,
                  **knobs: Any) -> None:
         """Knob values by name; ``btf`` overrides the class's target BTF and
         ``map_entries`` sets maps' ``max_entries`` before load (e.g. a ring buffer's size
-        in bytes: ``map_entries={"events": 1 << 22}``)."""
+        in bytes: ``map_entries={"events": 1 << 22}``).
+
+        ``cgroup`` (a cgroup-v2 directory), ``cgroupmap`` and ``mntnsmap`` (BCC's pinned
+        maps) switch on the container filters the probe declares with tracekit.h's
+        ``TK_DECLARE_*_FILTER()`` (:mod:`tracekit.context.filters`)."""
         unknown = set(knobs) - set(self._knobs)
         if unknown:
             have = ", ".join(self._knobs) or "none"
@@ -108,6 +113,9 @@ class Probe(Generic[E]):
             self.values[name] = _check(type(self).__name__, name, hint, value)
         self._btf = btf if btf is not None else type(self).btf
         self._map_entries = dict(map_entries or {})
+        from tracekit.context.filters import ContainerFilters
+
+        self._filters = ContainerFilters(cgroup=cgroup, cgroupmap=cgroupmap, mntnsmap=mntnsmap)
         self.obj: Object | None = None
         #: per fallback chain, the alternative that was loaded: hook -> (program, "kind/target")
         self.chosen: dict[str, tuple[str, str]] = {}
@@ -140,6 +148,10 @@ class Probe(Generic[E]):
                 raise TracekitError(f"{type(self).__name__}: map_entries names {name!r}, not a map of "
                                     f"{obj.name!r} (maps: {', '.join(obj.maps)})")
             obj.maps[name].max_entries = entries
+        if self._filters.active():
+            from tracekit.context import filters
+
+            filters.configure(obj, self._filters, type(self).__name__)
         if self.programs is not None:
             wanted = set(self.programs)
             missing = wanted - set(obj.programs)
@@ -199,6 +211,10 @@ class Probe(Generic[E]):
         obj = self.obj or self.open()
         try:
             obj.load()
+            if self._filters.cgroup:
+                from tracekit.context import filters
+
+                filters.after_load(obj, self._filters)
             obj.attach()
         except BaseException:
             self.close()

@@ -123,4 +123,69 @@ static __always_inline __u32 tk_current_uid(void)
 	return (__u32)bpf_get_current_uid_gid();
 }
 
+/*
+ * Container filters, switched on from Python (tracekit.context.filters):
+ *
+ *   TK_DECLARE_CGROUP_FILTER()     libbpf-tools' -c/--cgroup PATH: the task is in the
+ *                                  cgroup-v2 directory PATH or below it;
+ *                                  Probe(cgroup=PATH)
+ *   TK_DECLARE_CGROUPMAP_FILTER()  BCC's --cgroupmap MAP: the task's cgroup id is a key of
+ *                                  the pinned hash MAP (u64 id -> u64), exactly that cgroup;
+ *                                  Probe(cgroupmap=MAP)
+ *   TK_DECLARE_MNTNS_FILTER()      BCC's --mntnsmap MAP: the task's mount namespace inode is
+ *                                  a key of the pinned hash MAP (u64 inum -> u32);
+ *                                  Probe(mntnsmap=MAP)
+ *
+ * Each declares its map and a knob (off by default) at file scope and defines a
+ * tk_*_allowed() check for the program: `if (!tk_cgroup_allowed()) return 0;`.  The
+ * mount-namespace check reads task->nsproxy->mnt_ns->ns.inum with CO-RE, so include
+ * <bpf/bpf_core_read.h> before using it.
+ */
+#define TK_DECLARE_CGROUP_FILTER()                                                     \
+	const volatile bool tk_filter_cgroup = false;                                      \
+	struct {                                                                           \
+		__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);                                       \
+		__uint(max_entries, 1);                                                        \
+		__type(key, __u32);                                                            \
+		__type(value, __u32);                                                          \
+	} tk_cgroup_filter SEC(".maps");                                                   \
+	static __always_inline bool tk_cgroup_allowed(void)                                \
+	{                                                                                  \
+		return !tk_filter_cgroup || bpf_current_task_under_cgroup(&tk_cgroup_filter, 0) == 1; \
+	}
+
+#define TK_DECLARE_CGROUPMAP_FILTER()                                                  \
+	const volatile bool tk_filter_cgroupmap = false;                                   \
+	struct {                                                                           \
+		__uint(type, BPF_MAP_TYPE_HASH);                                               \
+		__uint(max_entries, 1024);                                                     \
+		__type(key, __u64);                                                            \
+		__type(value, __u64);                                                          \
+	} tk_cgroupmap_filter SEC(".maps");                                                \
+	static __always_inline bool tk_cgroupmap_allowed(void)                             \
+	{                                                                                  \
+		__u64 id = bpf_get_current_cgroup_id();                                        \
+		return !tk_filter_cgroupmap || bpf_map_lookup_elem(&tk_cgroupmap_filter, &id); \
+	}
+
+#define TK_DECLARE_MNTNS_FILTER()                                                      \
+	const volatile bool tk_filter_mntns = false;                                       \
+	struct {                                                                           \
+		__uint(type, BPF_MAP_TYPE_HASH);                                               \
+		__uint(max_entries, 1024);                                                     \
+		__type(key, __u64);                                                            \
+		__type(value, __u32);                                                          \
+	} tk_mntns_filter SEC(".maps");                                                    \
+	static __always_inline bool tk_mntns_allowed(void)                                 \
+	{                                                                                  \
+		struct task_struct *task;                                                      \
+		__u64 inum;                                                                    \
+                                                                                       \
+		if (!tk_filter_mntns)                                                          \
+			return true;                                                               \
+		task = (struct task_struct *)bpf_get_current_task();                           \
+		inum = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);                          \
+		return bpf_map_lookup_elem(&tk_mntns_filter, &inum) != NULL;                   \
+	}
+
 #endif /* __TRACEKIT_H */
