@@ -347,3 +347,15 @@ def test_a_chain_of_thousands_of_callees_is_a_relocation_error(tmp_path: Path) -
     assert len(spec.functions) == n + 1
     with within(), pytest.raises(RelocationError, match="BPF_MAX_SUBPROGS"):
         plan_program(spec, spec.programs["prog"], [])
+
+
+def test_describe_and_alignment_of_branching_graphs_are_bounded() -> None:
+    """A prototype whose 16 parameters point back at it: describe() was 16^64 calls."""
+    from tracekit.btf.types import Param
+
+    proto = _btf(INT, Type(Kind.PTR, type=3), Type(Kind.FUNC_PROTO, type=2, params=[Param(f"p{i}", 2) for i in range(16)]))
+    dag = _btf(*_dag(60, named=True))
+    with within():
+        text = proto.describe(3)
+        assert "..." in text and len(text) < 10_000
+        assert dag.alignment_of(2) == 4

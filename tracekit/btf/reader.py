@@ -55,6 +55,8 @@ POINTER_SIZE = 8  # BPF is a 64-bit target
 MAX_CHAIN = 64
 #: largest type size accepted (the kernel refuses BTF types over U32_MAX bytes)
 MAX_TYPE_SIZE = 0xFFFFFFFF
+#: types one describe() spells before writing "..." (error messages stay short)
+_DESCRIBE_BUDGET = 256
 # Type sections at least this big are indexed in place instead of copied to an array.
 _ZERO_COPY_MIN = 1 << 20
 
@@ -594,57 +596,75 @@ class BTF:
             return size
         raise BTFError(f"{self._what()}: type chain longer than {MAX_CHAIN} at {tid} (a cycle?)")
 
-    def alignment_of(self, tid: int, _depth: int = 0) -> int:
-        if _depth > MAX_CHAIN:
+    def alignment_of(self, tid: int) -> int:
+        """Natural alignment of a type (the largest alignment of its scalars)."""
+        return self._align(tid, 0, {})
+
+    def _align(self, tid: int, depth: int, memo: dict[int, int]) -> int:
+        # memo: a DAG of structs sharing member types is walked once per type, not once
+        # per path (2^depth); depth: a struct that contains itself is an error
+        got = memo.get(tid)
+        if got is not None:
+            return got
+        if depth > MAX_CHAIN:
             raise BTFError(f"{self._what()}: types nested deeper than {MAX_CHAIN} at {tid} (a cycle?)")
         t = self.resolve(tid)
         if t.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
-            return min(t.size, 8) or 1
-        if t.kind == Kind.PTR:
-            return POINTER_SIZE
-        if t.kind == Kind.ARRAY:
-            return self.alignment_of(t.type, _depth + 1)
-        if t.is_composite:
-            return max((self.alignment_of(m.type, _depth + 1) for m in t.members), default=1)
-        return 1
+            a = min(t.size, 8) or 1
+        elif t.kind == Kind.PTR:
+            a = POINTER_SIZE
+        elif t.kind == Kind.ARRAY:
+            a = self._align(t.type, depth + 1, memo)
+        elif t.is_composite:
+            a = max((self._align(m.type, depth + 1, memo) for m in t.members), default=1)
+        else:
+            a = 1
+        memo[tid] = a
+        return a
 
-    def describe(self, tid: int, _depth: int = 0) -> str:
+    def describe(self, tid: int) -> str:
         """A short C-like spelling of a type for error messages.
 
-        Never loops: past :data:`MAX_CHAIN` levels (a hostile cycle of pointers or
-        modifiers) the rest is spelled ``...``.  An id past the end is a BTFError.
+        Never loops and never explodes: past :data:`MAX_CHAIN` levels (a hostile cycle of
+        pointers or modifiers), or once ``_DESCRIBE_BUDGET`` types have been spelled (a
+        prototype whose parameters point back at it), the rest is spelled ``...``.  An id
+        past the end is a BTFError.
         """
+        return self._spell(tid, 0, [_DESCRIBE_BUDGET])
+
+    def _spell(self, tid: int, depth: int, budget: list[int]) -> str:
         t = self.type(tid)
         k = t.kind
         if k == Kind.UNKN:
             return "void"
-        if _depth >= MAX_CHAIN and k in (Kind.PTR, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.ARRAY,
-                                         Kind.FUNC_PROTO):
+        budget[0] -= 1
+        if (depth >= MAX_CHAIN or budget[0] < 0) and k in (Kind.PTR, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT,
+                                                           Kind.ARRAY, Kind.FUNC_PROTO):
             return "..."
-        d = _depth + 1
+        d = depth + 1
         if k == Kind.PTR:
-            return self._describe_ref(t.type, d) + " *"
+            return self._spell_ref(t.type, d, budget) + " *"
         if k in (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
-            return f"{k.name.lower()} {self._describe_ref(t.type, d)}"
+            return f"{k.name.lower()} {self._spell_ref(t.type, d, budget)}"
         if k == Kind.ARRAY:
-            return f"{self._describe_ref(t.type, d)}[{t.nelems}]"
+            return f"{self._spell_ref(t.type, d, budget)}[{t.nelems}]"
         if k in (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64):
             word = {Kind.STRUCT: "struct", Kind.UNION: "union"}.get(k, "enum")
             return f"{word} {t.name or '(anon)'}"
         if k == Kind.FWD:
             return f"{'union' if t.kflag else 'struct'} {t.name}"
         if k == Kind.FUNC_PROTO:
-            args = ", ".join(self._describe_ref(p.type, d) if p.type else "..." for p in t.params[:16])
+            args = ", ".join(self._spell_ref(p.type, d, budget) if p.type else "..." for p in t.params[:16])
             if len(t.params) > 16:
                 args += ", ..."
-            return f"{self._describe_ref(t.type, d)} (*)({args})"
+            return f"{self._spell_ref(t.type, d, budget)} (*)({args})"
         return t.name or k.name.lower()
 
-    def _describe_ref(self, tid: int, depth: int) -> str:
+    def _spell_ref(self, tid: int, depth: int, budget: list[int]) -> str:
         # a dangling reference inside a type is spelled, not raised: describe() feeds
         # error messages, which must not fail themselves
         try:
-            return self.describe(tid, depth)
+            return self._spell(tid, depth, budget)
         except BTFError:
             return f"<bad type id {tid}>"
 
