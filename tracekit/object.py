@@ -21,6 +21,7 @@ from typing import Any
 
 from tracekit import uapi
 from tracekit.btf.ext import (
+    CORE_RELO_SIZE,
     FUNC_INFO_SIZE,
     LINE_INFO_SIZE,
     encode_func_info,
@@ -47,8 +48,9 @@ from tracekit.errors import (
     VerifierError,
 )
 from tracekit.kernel.fd import FD
+from tracekit.kernel.kcore import encode as kcore_encode
 from tracekit.obj.insn import POISON_CORE, encode
-from tracekit.obj.plan import BTF_ATTACH_KINDS, ProgramPlan, plan_programs
+from tracekit.obj.plan import BTF_ATTACH_KINDS, ProgramPlan, link_program, plan_programs
 from tracekit.obj.sections import CUSTOM_KIND
 from tracekit.obj.spec import MapSpec, ObjectSpec, ProgramSpec
 
@@ -563,6 +565,10 @@ class Object:
         self._extern_res: Any = None
         self._prog_externs: dict[str, Any] = {}
         self._func_info_ok = True
+        self._btf_rewritten = False
+        self._kcore_progs: set[str] = set()
+        #: why this object's last load relocated in user space (None: the kernel did CO-RE)
+        self.core_path_reason: str | None = None
         self._links: list[Any] = []
         self._mmaps: list[Any] = []
         self._readers: list[Any] = []
@@ -646,24 +652,42 @@ class Object:
         return self
 
     def _load(self) -> None:
+        from tracekit.kernel import kcore
         from tracekit.kernel.syscalls import bpf
 
-        targets = self._targets()
         enabled = [p.spec for p in self.programs.values() if p.autoload]
-        # A user-given BTF (btf=) only steers CO-RE, as libbpf's btf_custom_path: the ids the
-        # kernel checks (attach targets, kfuncs, ksyms) must come from the running kernel.
-        kernel_targets = targets
-        if self._btf_target is not None and (
-                any(p.attach_kind in BTF_ATTACH_KINDS and p.attach_target for p in enabled)
-                or any(e.kind in ("kfunc", "ksym") for e in self.spec.externs.values())):
-            kernel_targets = self._kernel_targets()
-        # Plans first: they are pure, so relocation errors surface before any kernel object exists.
-        # One CO-RE relocator shared by the programs of this load and dropped with it.
-        plans = plan_programs(self.spec, enabled, targets, attach_targets=kernel_targets)
+        by_btf_id = any(p.attach_kind in BTF_ATTACH_KINDS and p.attach_target for p in enabled)
+        kernel_externs = any(e.kind in ("kfunc", "ksym") for e in self.spec.externs.values())
+        # Kernel-side CO-RE (tracekit.kernel.kcore) where the kernel can: no vmlinux BTF is
+        # read in this process unless something below really needs it (LazyTargets).
+        self.core_path_reason = kcore.why_not(
+            custom_btf=self._btf_target is not None, attach_by_btf_id=by_btf_id,
+            kernel_externs=kernel_externs, has_btf=self.spec.btf is not None)
+        self._kcore_progs = set()
+        self._user_relocator: Any = None
+        targets: Sequence[BTF]
+        kernel_targets: Sequence[BTF]
+        if self.core_path_reason is None:
+            # Link only (pure); the verifier applies the CO-RE records of each program.
+            plans = {p.name: link_program(self.spec, p) for p in enabled}
+            self._kcore_progs = {n for n, pl in plans.items() if pl.core_relos}
+            targets = kernel_targets = kcore.LazyTargets()
+        else:
+            targets = self._targets()
+            # A user-given BTF (btf=) only steers CO-RE, as libbpf's btf_custom_path: the ids the
+            # kernel checks (attach targets, kfuncs, ksyms) must come from the running kernel.
+            kernel_targets = targets
+            if self._btf_target is not None and (by_btf_id or kernel_externs):
+                kernel_targets = self._kernel_targets()
+            # Plans first: they are pure, so relocation errors surface before any kernel object exists.
+            # One CO-RE relocator shared by the programs of this load and dropped with it.
+            plans = plan_programs(self.spec, enabled, targets, attach_targets=kernel_targets)
         if not plans:
             raise LoadError(f"object {self.name!r}: no program is enabled (all have autoload=False)")
         self._resolve_externs(plans, kernel_targets)
         self._load_btf(plans)
+        if self._kcore_progs:
+            self._check_kernel_core(plans)
         map_fds = self._create_maps()
         self._init_slots(map_fds, uapi.MapType.PROG_ARRAY, exclude=True)
         for name, plan in plans.items():
@@ -672,6 +696,44 @@ class Object:
             prog._fd = self._load_program(bpf, plan, map_fds, kernel_targets)
         self._init_slots({n: p.fd for n, p in self.programs.items() if p.loaded}, uapi.MapType.PROG_ARRAY)
         self._new_pins.clear()  # loaded: pins now belong to the system, as with libbpf
+        self._user_relocator = None
+
+    # --- kernel-side CO-RE (tracekit.kernel.kcore) ------------------------------------------
+
+    def _check_kernel_core(self, plans: dict[str, ProgramPlan]) -> None:
+        """After the BTF is loaded: programs whose CO-RE records the kernel cannot take as
+        they are go through the user-space engine (before any map exists)."""
+        from tracekit.kernel import kcore
+
+        reason = None
+        if self._btf_fd is None:
+            reason = "the kernel refused the object's BTF"
+        elif self._btf_rewritten or not self._func_info_ok:
+            reason = "the BTF was rewritten for this kernel (record offsets would not match)"
+        for name in sorted(self._kcore_progs):
+            plan = plans[name]
+            # the verifier applies core_relos only along with func_info (check_btf_info)
+            why = reason or (None if plan.func_info else "no func_info")
+            if why is None and not kcore.records_match(self.spec.btf, plan.core_relos):
+                why = "CO-RE records do not name the BTF's access strings"
+            if why is not None:
+                log.debug("program %s: user-space CO-RE (%s)", name, why)
+                self._user_core(plan)
+        if reason is not None:
+            self.core_path_reason = reason
+
+    def _user_core(self, plan: ProgramPlan) -> None:
+        """CO-RE-relocate a linked-only plan in user space (its instructions are still the
+        object's: nothing was applied to them)."""
+        from tracekit.obj.plan import apply_core
+
+        self._kcore_progs.discard(plan.name)
+        assert self.spec.btf is not None
+        if self._user_relocator is None:
+            from tracekit.obj.plan import new_relocator
+
+            self._user_relocator = new_relocator(self.spec.btf, self._targets())
+        apply_core(plan, self.spec.btf, self._user_relocator.targets, relocator=self._user_relocator)
 
     def _init_slots(self, fds: dict[str, int], map_type: int, *, exclude: bool = False) -> None:
         """Fill ``values`` slots declared in the object: inner maps of map-in-maps (after the
@@ -712,6 +774,7 @@ class Object:
         for n, fi in prep.func_info.items():
             plans[n].func_info = fi  # type: ignore[index]
         self._func_info_ok = prep.func_info_ok
+        self._btf_rewritten = prep.data is not self.spec.btf.data or bool(prep.func_info)
         try:
             self._btf_fd = bpf.load_btf(prep.data)
         except BTFLoadError as e:
@@ -834,6 +897,27 @@ class Object:
             gd._rebind(mm, writable=not s.readonly)
 
     def _load_program(self, bpf: Any, plan: ProgramPlan, map_fds: dict[str, int], targets: Sequence[BTF]) -> FD:
+        if plan.name not in self._kcore_progs:
+            return self._load_program_once(bpf, plan, map_fds, targets)
+        from tracekit.kernel import kcore
+
+        try:
+            return self._load_program_once(bpf, plan, map_fds, targets, kernel_core=True)
+        except (ResourceLimitError, PermissionDeniedError):
+            raise  # the same limit or privilege would refuse the user-space retry
+        except (VerifierError, SyscallError) as e:
+            # Refused with the kernel's CO-RE: load it again relocated in user space, whose
+            # report explains poisoned relocations (or which works on a kernel that does
+            # not take the records after all).
+            log.debug("program %s: kernel-side CO-RE load failed (%s); retrying in user space", plan.name, e)
+            self._user_core(plan)
+            fd = self._load_program_once(bpf, plan, map_fds, targets)
+            if kcore.is_unsupported_error(e.errno):
+                kcore.mark_unsupported()
+            return fd
+
+    def _load_program_once(self, bpf: Any, plan: ProgramPlan, map_fds: dict[str, int], targets: Sequence[BTF],
+                           *, kernel_core: bool = False) -> FD:
         spec = plan.spec
         raw_insns = plan.fill_fds(map_fds)
         # module BTF fds for kfuncs (fd_array) and typed ksyms of modules (ldimm64)
@@ -881,6 +965,8 @@ class Object:
                 kern_version=spec.kern_version or _kernel_version_code(),
                 prog_flags=uapi.BPF_F_SLEEPABLE if spec.sleepable else 0,
                 fd_array=fd_array,
+                **(dict(core_relos=kcore_encode(plan.core_relos), core_relo_rec_size=CORE_RELO_SIZE)
+                   if kernel_core else {}),
             )
         except VerifierError as e:
             ext_hint = pe.explain_poison(e.log) if pe is not None else None

@@ -680,6 +680,8 @@ def prog_load(
     attach_prog_fd: int = 0,
     fd_array: Sequence[int] | None = None,
     prog_ifindex: int = 0,
+    core_relos: bytes = b"",
+    core_relo_rec_size: int = 0,
 ) -> tuple[int, int, int]:
     """One BPF_PROG_LOAD (EAGAIN/EINTR retried); returns ``(fd or -1, errno, log_true_size)``.
 
@@ -695,6 +697,8 @@ def prog_load(
     fi = _buf(func_info) if func_info else None
     li = _buf(line_info) if line_info else None
     fda = (_u32 * len(fd_array))(*fd_array) if fd_array else None
+    # kernel-side CO-RE (5.17+; tracekit.kernel.kcore): bpf_core_relo records the verifier applies
+    cr = _buf(core_relos) if core_relos else None
     a = ProgLoadAttr(
         prog_type=prog_type,
         insn_cnt=len(insns) // 8,
@@ -718,6 +722,9 @@ def prog_load(
         attach_btf_id=attach_btf_id,
         attach_prog_fd=attach_btf_obj_fd or attach_prog_fd,
         fd_array=_ptr(fda),
+        core_relos=_ptr(cr),
+        core_relo_cnt=len(core_relos) // core_relo_rec_size if cr is not None and core_relo_rec_size else 0,
+        core_relo_rec_size=core_relo_rec_size if cr is not None else 0,
     )
     # The verifier is interrupted by signals with EAGAIN (cilium/ebpf retries likewise).
     for _ in range(10):
