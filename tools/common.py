@@ -269,19 +269,26 @@ def run_summary(args: argparse.Namespace, probe: tracekit.Probe[Any], collect: C
             probe.start()
             started = time.monotonic()
             end = started + args.duration if getattr(args, "duration", None) else math.inf
-            if not as_json:
-                if banner:
-                    print(banner)
-                if header:
-                    print(header)
-            if on_ready is not None:
-                on_ready()
+            # Ctrl-C right after the banner (a test or a script that waits for it) still
+            # gets its final report: the interrupt may land before the loop's own try.
+            stopping = False
+            try:
+                if not as_json:
+                    if banner:
+                        print(banner)
+                    if header:
+                        print(header)
+                if on_ready is not None:
+                    on_ready()
+            except KeyboardInterrupt:
+                stopping = True
             next_at = started
             while True:
                 next_at += interval
-                go_on = True
+                go_on = not stopping
                 try:
-                    go_on = sleep_until(min(next_at, end))
+                    if go_on:
+                        go_on = sleep_until(min(next_at, end))
                 except KeyboardInterrupt:
                     go_on = False
                 report()

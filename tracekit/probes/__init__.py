@@ -35,6 +35,7 @@ __all__ = [
 _DECLARATIONS = {
     "execsnoop": "tracekit.probes.execsnoop:ExecSnoop",
     "opensnoop": "tracekit.probes.opensnoop:OpenSnoop",
+    "funccount": "tracekit.probes.funccount:FuncCount",
 }
 
 
