@@ -1,0 +1,59 @@
+"""tcpretrans: TCP retransmissions (tcp:tcp_retransmit_skb) and, optionally, tail loss
+probes (kprobe tcp_send_loss_probe: no tracepoint exists for those).
+
+The object is ``tcpretrans.bpf.o`` (source ``tcpretrans.bpf.c``, record ``tcpretrans.h``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from tracekit.errors import NotSupportedError
+from tracekit.object import Object
+from tracekit.probe import Probe
+
+RETRANSMIT = 1
+TLP = 2
+
+_TLP_PROGRAM = "kprobe__tcp_send_loss_probe"
+
+
+class Retransmit(Protocol):
+    """One retransmission or loss probe: struct event of tcpretrans.h."""
+
+    ts: int
+    pid: int         # the current task: usually 0 (timers, softirq)
+    seq: int         # TCP_SKB_CB(skb)->seq (0 for a loss probe)
+    state: int       # TCP state number (tracekit.probes._inet.TCP_STATES)
+    af: int
+    lport: int
+    dport: int
+    type: int        # RETRANSMIT or TLP
+    saddr: bytes     # 16 bytes, network order (IPv4: the first 4)
+    daddr: bytes
+
+
+class TcpRetrans(Probe[Retransmit]):
+    """Retransmits from the tracepoint; ``lossprobe=True`` adds the loss-probe kprobe and
+    raises :class:`NotSupportedError` (saying why) on a kernel without kprobes."""
+
+    object = "tcpretrans"
+    event = "event"
+
+    targ_family: int = 0         # AF_INET or AF_INET6 only (0: both)
+
+    def __init__(self, *, lossprobe: bool = False, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self._lossprobe = lossprobe
+
+    def configure(self, obj: Object) -> None:
+        prog = obj.programs[_TLP_PROGRAM]
+        prog.autoload = self._lossprobe
+        if self._lossprobe:
+            from tracekit.hooks.fallback import why_unsupported
+
+            why = why_unsupported(prog.attach_kind, prog.attach_target)
+            if why is not None:
+                raise NotSupportedError(
+                    f"tail loss probes (-l) need kprobe {prog.attach_target} (the kernel has no "
+                    f"tracepoint for them): {why}; run without -l to see retransmits only")
