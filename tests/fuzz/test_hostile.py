@@ -359,3 +359,22 @@ def test_describe_and_alignment_of_branching_graphs_are_bounded() -> None:
         text = proto.describe(3)
         assert "..." in text and len(text) < 10_000
         assert dag.alignment_of(2) == 4
+
+
+def test_a_target_with_thousands_of_namesakes_fails_fast() -> None:
+    """60,000 structs named like opensnoop's CO-RE types: the plan took 7 s."""
+    from tracekit.errors import CORERelocationError
+
+    spec = elf.load_spec(OPENSNOOP)
+    names = {spec.btf.type(r.type_id).name for p in spec.programs.values() for r in p.core_relos}
+    b = BTFBuilder.from_btf(spec.btf)
+    i32 = b.add_type(INT)
+    for n in names:
+        for _ in range(5000):
+            b.add_type(Type(Kind.STRUCT, n, size=8, members=[Member("zzz", i32, 0)]))
+    target = BTF(b.encode(), name="namesakes")
+    with within():
+        for p in spec.programs.values():
+            if p.core_relos:
+                with pytest.raises(CORERelocationError, match="more than 1024 target types"):
+                    plan_program(spec, p, [target])

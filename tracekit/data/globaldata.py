@@ -26,7 +26,7 @@ _MAX_NESTING = 32
 class Codec:
     """Reads and writes one BTF-typed value at an offset of a buffer."""
 
-    __slots__ = ("btf", "tid", "size", "kind", "desc", "depth")
+    __slots__ = ("btf", "tid", "size", "kind", "desc", "depth", "_elem", "_event")
 
     def __init__(self, btf: BTF, tid: int, _depth: int = 0) -> None:
         if _depth > _MAX_NESTING:
@@ -37,6 +37,14 @@ class Codec:
         self.kind = btf.kind_of(self.tid)
         self.desc = btf.describe(tid)
         self.depth = _depth
+        # built on first use, then kept: an array of a million structs compiles once
+        self._elem: Codec | None = None
+        self._event: Any = None
+
+    def _element(self, t: Any) -> Codec:
+        if self._elem is None:
+            self._elem = Codec(self.btf, t.type, self.depth + 1)
+        return self._elem
 
     def _is_char_array(self) -> bool:
         t = self.btf.type(self.tid)
@@ -69,14 +77,16 @@ class Codec:
             if self._is_char_array():
                 raw = bytes(buf[off : off + self.size])
                 return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-            elem = Codec(self.btf, t.type, self.depth + 1)
+            elem = self._element(t)
             # zero-sized elements carry no data: an empty list, however many are declared
             n = t.nelems if elem.size else 0
             return [elem.get(buf, off + i * elem.size) for i in range(n)]
         if k in (Kind.STRUCT, Kind.UNION):
-            from tracekit.events.records import EventType
+            if self._event is None:
+                from tracekit.events.records import EventType
 
-            return EventType.from_btf(self.btf, self.tid).decode(bytes(buf[off : off + self.size]))
+                self._event = EventType.from_btf(self.btf, self.tid)
+            return self._event.decode(bytes(buf[off : off + self.size]))
         return bytes(buf[off : off + self.size])
 
     def encode(self, value: Any) -> bytes:
@@ -102,7 +112,7 @@ class Codec:
                 if len(raw) >= self.size:
                     raise ValueError(f"{value!r} is too long for {self.desc} (room for {self.size - 1} bytes + NUL)")
                 return raw.ljust(self.size, b"\0")
-            elem = Codec(self.btf, t.type, self.depth + 1)
+            elem = self._element(t)
             items = list(value)
             if len(items) > t.nelems:
                 raise ValueError(f"{len(items)} items do not fit in {self.desc}")

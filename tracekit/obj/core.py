@@ -97,6 +97,9 @@ _MAX_DEPTH = 32
 _MAX_STEPS = 1 << 16
 #: the same for one member search through anonymous members (vmlinux needs < 100)
 _MAX_MEMBER_STEPS = 1 << 12
+#: candidate target types one local type may have: vmlinux has one or two per name, a
+#: type several modules define a handful; tens of thousands make each relocation slow
+_MAX_CANDIDATES = 1024
 
 
 def _spend(budget: list[int], what: str = "type comparison") -> None:
@@ -517,6 +520,11 @@ class CoreRelocator:
                     continue  # a module's base (vmlinux) types were already searched
                 if _kinds_compat(lt.kind, tgt.kind_of(tid)):
                     out.append(Candidate(tgt, tid, self._labels[i]))
+                    if len(out) > _MAX_CANDIDATES:
+                        raise CORERelocationError(
+                            f"more than {_MAX_CANDIDATES} target types are named {ess!r}: every relocation "
+                            "of the type would be matched against each (a corrupt or hostile target BTF?)"
+                        )
         log.debug(
             "candidates for [%d] %s: %s", local_id, self.local.describe(local_id),
             ", ".join(map(str, out)) or "none",
