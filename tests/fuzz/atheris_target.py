@@ -47,10 +47,19 @@ def main() -> None:
     import atheris
 
     with atheris.instrument_imports(include=["tracekit"]):
-        # imported here to be instrumented for coverage
+        # imported here to be instrumented for coverage (several are imported lazily by
+        # tracekit itself, which would leave them uninstrumented)
+        import tracekit.btf.ext
+        import tracekit.btf.reader
+        import tracekit.btf.sanitize
+        import tracekit.btf.writer
         import tracekit.data.globaldata
         import tracekit.events.records
-        import tracekit.obj.plan  # noqa: F401
+        import tracekit.obj.core
+        import tracekit.obj.elf
+        import tracekit.obj.externs
+        import tracekit.obj.plan
+        import tracekit.object  # noqa: F401
     # seeds and the target BTF are read before fuzzing starts, not on the first input
     _context()
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
