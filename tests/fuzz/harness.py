@@ -237,10 +237,19 @@ def run_elf(data: bytes, ctx: Context) -> None:
             except TracekitError:
                 pass
     if spec.btf is not None:
+        from tracekit.events.records import EventType
+        from tracekit.uapi import MapType
+
         try:
             obj.event_type("event")
         except TracekitError:
             pass
+        for m in spec.maps.values():
+            if m.type == MapType.RINGBUF:  # its event type, found by convention
+                try:
+                    EventType.for_map(spec, m.name)
+                except TracekitError:
+                    pass
         _exercise_btf(spec.btf)
 
 
