@@ -36,6 +36,7 @@ _DECLARATIONS = {
     "execsnoop": "tracekit.probes.execsnoop:ExecSnoop",
     "opensnoop": "tracekit.probes.opensnoop:OpenSnoop",
     "funccount": "tracekit.probes.funccount:FuncCount",
+    "profile": "tracekit.probes.profile:Profile",
 }
 
 
