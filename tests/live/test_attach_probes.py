@@ -25,6 +25,7 @@ from tests.support import (
     BUILD_DIR,
     OBJECTS_SRC,
     SERIES,
+    kernel_function,
     need,
     prebuilt,
     require_live,
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.live
 
 LACKING = {"kprobe.multi": {"6.1"}}
 NOT_A_PID = 0x7FFFFFF0  # above any pid_max: getpgid answers ESRCH
+UNLINKAT = kernel_function("do_unlinkat")  # filename_unlinkat on 7.x
 
 
 
@@ -134,12 +136,12 @@ def test_kprobe_and_kretprobe_fire_with_arguments_and_leave_nothing(probes, bss,
     legacy = way == "kprobe_events"
     ioctl = way == "pmu+ioctl"
     cookie = 0 if ioctl else 0xC0FFEE_0000_0001
-    kp = kprobe.attach_kprobe(probes.programs["kp_unlinkat"].fd, "do_unlinkat", cookie=cookie, legacy=legacy,
+    kp = kprobe.attach_kprobe(probes.programs["kp_unlinkat"].fd, UNLINKAT, cookie=cookie, legacy=legacy,
                               force_ioctl=ioctl)
-    krp = kprobe.attach_kprobe(probes.programs["krp_unlinkat"].fd, "do_unlinkat", retprobe=True, legacy=legacy,
+    krp = kprobe.attach_kprobe(probes.programs["krp_unlinkat"].fd, UNLINKAT, retprobe=True, legacy=legacy,
                                force_ioctl=ioctl)
     ids = [lk.info().id if lk.is_bpf_link else None for lk in (kp, krp)]
-    assert kp.is_bpf_link is (not ioctl) and (kp.kind, kp.target) == ("kprobe", "do_unlinkat")
+    assert kp.is_bpf_link is (not ioctl) and (kp.kind, kp.target) == ("kprobe", UNLINKAT)
     if legacy:
         ours = [n for n in kprobe.list_legacy_events("kprobe") if n not in events_before]
         assert len(ours) == 2 and all(n.startswith(f"tk_{os.getpid()}_") for n in ours)
@@ -164,9 +166,9 @@ def test_kprobe_and_kretprobe_fire_with_arguments_and_leave_nothing(probes, bss,
 def test_kprobe_with_offset_and_program_attach(probes, bss) -> None:
     need("kprobes", kprobes_available(), "no kprobe PMU and no kprobe_events")
     # Program.attach dispatches on SEC("kprobe/do_unlinkat"); an offset of 0 is the entry
-    link = probes.programs["kp_unlinkat"].attach("do_unlinkat+0")
+    link = probes.programs["kp_unlinkat"].attach(f"{UNLINKAT}+0")
     try:
-        assert link.target == "do_unlinkat"
+        assert link.target == UNLINKAT
         unlink_missing("offset")
         assert bss.kp_hits == 1 and bss.kp_dfd == -100
     finally:
@@ -270,7 +272,7 @@ def test_kprobe_errors_are_clear(probes) -> None:
     if not kprobes_available():
         # this host: no kprobe PMU, no kprobe_events
         with pytest.raises(NotSupportedError, match="kprobe"):
-            kprobe.attach_kprobe(fd, "do_unlinkat")
+            kprobe.attach_kprobe(fd, UNLINKAT)
         with pytest.raises(NotSupportedError, match="kprobe"):
             probes.programs["ks_getpgid"].attach()
         return
@@ -436,11 +438,11 @@ def test_stale_kprobe_events_are_swept_on_the_next_attach(probes) -> None:
     stale = f"tk_{dead.pid}_0_stale_unlinkat"
     fd = os.open(os.path.join(fs.tracefs_path(), "kprobe_events"), os.O_WRONLY | os.O_APPEND)
     try:
-        os.write(fd, f"p:{kprobe.LEGACY_GROUP}/{stale} do_unlinkat\n".encode())
+        os.write(fd, f"p:{kprobe.LEGACY_GROUP}/{stale} {UNLINKAT}\n".encode())
     finally:
         os.close(fd)
     assert stale in kprobe.list_legacy_events("kprobe")
-    with kprobe.attach_kprobe(probes.programs["kp_unlinkat"].fd, "do_unlinkat", legacy=True):
+    with kprobe.attach_kprobe(probes.programs["kp_unlinkat"].fd, UNLINKAT, legacy=True):
         names = kprobe.list_legacy_events("kprobe")
         assert stale not in names
         assert any(n.startswith(f"tk_{os.getpid()}_") for n in names)  # ours, live

@@ -16,6 +16,7 @@ import pytest
 
 import tracekit
 from tests.support import (
+    kernel_function,
     need,
     prebuilt,
     require_live,
@@ -68,6 +69,10 @@ def tracing():
     obj.rodata.deny_name = DENY.encode()
     module_btf = Path("/sys/kernel/btf/overlay").exists()
     obj.programs["mod_ovl_getattr"].autoload = module_btf
+    # SEC("fentry/do_unlinkat"): 7.x calls that function filename_unlinkat (same arguments)
+    for name in ("fe_unlinkat", "fx_unlinkat"):
+        if obj.programs[name].attach_target != (target := kernel_function("do_unlinkat")):
+            obj.programs[name].set_attach_target(target)
     try:
         obj.load()
     except (LoadError, PermissionDeniedError, SyscallError) as e:

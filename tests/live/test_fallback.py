@@ -16,13 +16,15 @@ import tempfile
 import pytest
 
 import tracekit
-from tests.support import KNOWN_FEATURES, SERIES, prebuilt, require_live
+from tests.support import KNOWN_FEATURES, SERIES, kernel_function, prebuilt, require_live
 from tracekit.hooks import fallback
 
 pytestmark = pytest.mark.live
 
 HAS_FENTRY = SERIES in KNOWN_FEATURES["fentry"]
 HAS_KPROBES = SERIES in KNOWN_FEATURES["kprobes"]
+#: the object's SEC("fentry/do_unlinkat") etc.; 7.x renamed the function filename_unlinkat
+UNLINKAT = kernel_function("do_unlinkat")
 
 
 def _probe_class() -> type[tracekit.Probe]:
@@ -30,9 +32,9 @@ def _probe_class() -> type[tracekit.Probe]:
         object = prebuilt("fallback_chain.bpf.c")
         event = None
         fallbacks = {
-            "unlink": ["fe_unlink", "kp_unlink", "tp_unlink"],
+            "unlink": [("fe_unlink", UNLINKAT), ("kp_unlink", UNLINKAT), "tp_unlink"],
             "renamed": [("fe_renamed", "do_unlinkat_v99"), ("kp_renamed", "do_unlinkat_v99"),
-                        ("kp_renamed", "do_unlinkat"), "tp_renamed"],
+                        ("kp_renamed", UNLINKAT), "tp_renamed"],
             "switch": ["btf_switch", "raw_switch", "tp_switch"],
         }
 
@@ -58,9 +60,9 @@ def test_chains_pick_the_first_supported_hook(caplog: pytest.LogCaptureFixture) 
                                              "hits_renamed_kprobe", "hits_renamed_tp", "hits_tp_btf",
                                              "hits_raw_tp", "hits_sched_tp")}
     if HAS_FENTRY:
-        want_unlink, want_renamed = ("fe_unlink", "fentry/do_unlinkat"), ("kp_renamed", "kprobe/do_unlinkat")
+        want_unlink, want_renamed = ("fe_unlink", f"fentry/{UNLINKAT}"), ("kp_renamed", f"kprobe/{UNLINKAT}")
     elif HAS_KPROBES:
-        want_unlink, want_renamed = ("kp_unlink", "kprobe/do_unlinkat"), ("kp_renamed", "kprobe/do_unlinkat")
+        want_unlink, want_renamed = ("kp_unlink", f"kprobe/{UNLINKAT}"), ("kp_renamed", f"kprobe/{UNLINKAT}")
     else:  # this host: fentry refused (EPERM), no kprobes
         want_unlink = ("tp_unlink", "tracepoint/syscalls/sys_enter_unlinkat")
         want_renamed = ("tp_renamed", "tracepoint/syscalls/sys_enter_unlinkat")
@@ -77,7 +79,7 @@ def test_chains_pick_the_first_supported_hook(caplog: pytest.LogCaptureFixture) 
     text = caplog.text
     assert "hook 'unlink' uses " + want_unlink[0] in text
     if not HAS_FENTRY:
-        assert "skipped fe_unlink (fentry/do_unlinkat)" in text
+        assert f"skipped fe_unlink (fentry/{UNLINKAT})" in text
     assert "no function 'do_unlinkat_v99'" in text
 
 

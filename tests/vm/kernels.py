@@ -29,10 +29,28 @@ from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
-# The generic flavour: the -cloud- flavour lacks 9p, -rt- is a different scheduler.
-SERIES: dict[str, re.Pattern[str]] = {
-    "6.1": re.compile(r"^linux-image-(6\.1\.0-(\d+)-amd64)$"),
-    "6.12": re.compile(r"^linux-image-(6\.12\.(\d+)\+deb12-amd64)$"),
+@dataclass(frozen=True)
+class Series:
+    """Where the kernels of one matrix entry come from."""
+
+    #: matches a package name; group 1 is the release (`uname -r`), group 2 the part that
+    #: orders packages of the series (compared as a tuple of its numbers)
+    pattern: re.Pattern[str]
+    #: what `apt-cache pkgnames` is asked for (a prefix of every matching name)
+    prefix: str
+    #: a Debian suite fetched through a private apt state in the VM cache (never the
+    #: host's sources or lists); None: the host's own apt configuration
+    suite: str | None = None
+
+
+# The generic flavour: the -cloud- flavour lacks 9p, -rt- is a different scheduler; -dbg and
+# linux-image-unsigned-* do not match either.
+SERIES: dict[str, Series] = {
+    "6.1": Series(re.compile(r"^linux-image-(6\.1\.0-(\d+)-amd64)$"), "linux-image-6"),
+    "6.12": Series(re.compile(r"^linux-image-(6\.12\.(\d+)\+deb12-amd64)$"), "linux-image-6"),
+    # Debian sid's newest kernel, whatever its version (7.2.x in Dec 2026). From 7.x on its
+    # linux-image-<ver> is a metapackage over linux-binary/-modules/-base-<ver>.
+    "sid": Series(re.compile(r"^linux-image-((\d+\.\d+\.\d+)\+deb\d+-amd64)$"), "linux-image-", "sid"),
 }
 
 # What the initramfs needs to mount the 9p shares under an overlay; dependencies
@@ -116,23 +134,180 @@ def _busybox_is_static() -> bool:
 
 # --------------------------------------------------------------------------- packages
 
-def newest_package(series: str) -> str:
-    """The newest installable generic kernel package of a series, per apt-cache."""
+def _order(m: re.Match[str]) -> tuple[int, ...]:
+    """Sort key of a matching package name: the numbers of its version part."""
+    return tuple(int(x) for x in re.findall(r"\d+", m.group(2)))
+
+
+def _series(series: str) -> Series:
     try:
-        pattern = SERIES[series]
+        return SERIES[series]
     except KeyError:
         raise VMSetupError(f"unknown kernel series {series!r}; choose from {', '.join(SERIES)}") from None
-    names = subprocess.run(["apt-cache", "pkgnames", "linux-image-6"], check=True,
+
+
+# ----------------------------------------------------- a private apt state for other suites
+
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+HOST_SOURCES = Path("/etc/apt")
+#: hooks the host's apt.conf.d runs after `apt-get update` (PackageKit, appstream
+#: catalogue refreshes): they concern the host's package state, not ours, so they are
+#: cleared for the private updates
+_APT_CONF = """\
+#clear APT::Update::Pre-Invoke;
+#clear APT::Update::Post-Invoke;
+#clear APT::Update::Post-Invoke-Success;
+"""
+
+
+def host_mirror(etc: Path = HOST_SOURCES) -> str:
+    """The Debian archive URI the host's apt sources use (not its security archive).
+
+    Reads deb822 ``*.sources`` stanzas and one-line ``*.list``/``sources.list`` entries;
+    falls back to deb.debian.org when the host has no Debian source.
+    """
+    uris: list[str] = []
+    for path in sorted((etc / "sources.list.d").glob("*.sources")):
+        for stanza in re.split(r"\n\s*\n", _read(path)):
+            fields = dict(re.findall(r"^([\w-]+):[ \t]*(.*)$", stanza, re.M))
+            if "deb" in fields.get("Types", "").split() and fields.get("Enabled", "yes") != "no":
+                uris += fields.get("URIs", "").split()
+    for path in [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*.list"))]:
+        for line in _read(path).splitlines():
+            m = re.match(r"^\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)", line)
+            if m:
+                uris.append(m.group(1))
+    for uri in uris:
+        # The main archive ends in /debian (deb.debian.org, a local mirror, snapshot.d.o);
+        # debian-security carries no kernels of sid.
+        if re.search(r"/debian/?$", uri):
+            return uri.rstrip("/")
+    return DEFAULT_MIRROR
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def apt_dir(suite: str, base: Path | None = None) -> Path:
+    return (base or cache_dir()) / f"apt-{suite}"
+
+
+def apt_options(suite: str, base: Path | None = None) -> list[str]:
+    """apt-get/apt-cache options that make them see only ``suite`` of the host's Debian
+    mirror, with lists and downloaded archives kept under the VM cache.
+
+    The host's sources, lists and package caches stay as they are: every path apt would
+    write to is redirected here, and the sources file names the keyring it must verify
+    the suite's Release file with (Debian's, already on the host).
+    """
+    d = apt_dir(suite, base)
+    for sub in ("lists/partial", "archives/partial"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    sources = d / f"{suite}.list"
+    line = f"deb [signed-by={DEBIAN_KEYRING}] {host_mirror()} {suite} main\n"
+    if _read(sources) != line:
+        sources.write_text(line)
+    conf = d / "apt.conf"
+    if _read(conf) != _APT_CONF:
+        conf.write_text(_APT_CONF)
+    return [
+        "-c", str(conf),
+        "-o", f"Dir::Etc::SourceList={sources}",
+        "-o", "Dir::Etc::SourceParts=/dev/null",
+        "-o", f"Dir::State::Lists={d / 'lists'}",
+        "-o", f"Dir::Cache::archives={d / 'archives'}",
+        # the binary caches apt may keep next to the host's own (disabled on this VM's
+        # image, not everywhere): none for this private state
+        "-o", "Dir::Cache::pkgcache=",
+        "-o", "Dir::Cache::srcpkgcache=",
+        # the cache may live where user _apt cannot write (a 0700 TRACEKIT_VM_CACHE); apt
+        # would fall back to root with a warning after every download anyway
+        "-o", "APT::Sandbox::User=root",
+    ]
+
+
+def apt_update(suite: str, base: Path | None = None, *, max_age: float = 86400.0) -> list[str]:
+    """Refresh ``suite``'s private package lists (at most once per ``max_age`` seconds,
+    or always with TRACEKIT_VM_REFRESH=1) and return the apt options that use them.
+
+    A failed refresh keeps lists from an earlier one; with none at all it is an error.
+    A Release file whose signature does not verify against Debian's keyring is an error
+    even when apt only warns about it (apt then keeps the old lists silently).
+    """
+    opts = apt_options(suite, base)
+    d = apt_dir(suite, base)
+    stamp = d / "updated"
+    if (stamp.exists() and time.time() - stamp.stat().st_mtime < max_age
+            and os.environ.get("TRACEKIT_VM_REFRESH") != "1"):
+        return opts
+    if not DEBIAN_KEYRING.exists():
+        raise VMSetupError(f"{DEBIAN_KEYRING} is missing: apt-get install debian-archive-keyring "
+                           f"(it verifies Debian {suite}'s Release file)")
+    log(f"apt-get update for Debian {suite} (private lists in {d / 'lists'})")
+    proc = subprocess.run(["apt-get", *opts, "update"], capture_output=True, text=True,
+                          env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    bad_sig = re.search(r"^[WE]: .*(GPG|NO_PUBKEY|not signed|signature|OpenPGP).*$", proc.stderr, re.M)
+    if bad_sig:
+        raise VMSetupError(f"Debian {suite}'s Release file does not verify with {DEBIAN_KEYRING}: "
+                           f"{bad_sig.group(0)} (a newer debian-archive-keyring may be needed)")
+    have_lists = any((d / "lists").glob("*_Packages*"))
+    if proc.returncode != 0 or re.search(r"^(E: |W: (Failed to fetch|Some index files))", proc.stderr, re.M):
+        msg = f"apt-get update for Debian {suite} failed:\n{proc.stderr[-1500:]}"
+        if not have_lists:
+            raise VMSetupError(msg)
+        log(msg + "\nusing the lists of an earlier update")
+        return opts
+    if not have_lists:
+        raise VMSetupError(f"apt-get update for Debian {suite} left no package lists in {d / 'lists'}")
+    stamp.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+    return opts
+
+
+def series_apt_options(series: str, base: Path | None = None) -> list[str]:
+    """The apt options for a series: none for the host's own suites, a private state
+    (refreshed when a day old) for the others."""
+    suite = _series(series).suite
+    return apt_update(suite, base) if suite else []
+
+
+def newest_package(series: str, apt_opts: Sequence[str] = ()) -> str:
+    """The newest installable generic kernel package of a series, per apt-cache."""
+    s = _series(series)
+    names = subprocess.run(["apt-cache", *apt_opts, "pkgnames", s.prefix], check=True,
                            capture_output=True, text=True).stdout.split()
-    candidates = sorted(
-        ((int(m.group(2)), name) for name in names if (m := pattern.match(name))), reverse=True)
+    candidates = sorted(((_order(m), name) for name in names if (m := s.pattern.match(name))), reverse=True)
     for _, name in candidates:
         # pkgnames also lists names that have no downloadable version any more.
-        policy = subprocess.run(["apt-cache", "policy", name], capture_output=True, text=True).stdout
+        policy = subprocess.run(["apt-cache", *apt_opts, "policy", name], capture_output=True, text=True).stdout
         if re.search(r"Candidate: (?!\(none\))", policy):
             return name
     raise VMSetupError(f"apt-cache knows no installable package for kernel {series} "
-                       f"(pattern {pattern.pattern}); run apt-get update?")
+                       f"(pattern {s.pattern.pattern}); run apt-get update?")
+
+
+#: the pieces of a split kernel package (Debian 7.x): vmlinuz, modules, and config/System.map/modules.builtin
+SPLIT_PARTS = ("linux-binary-", "linux-modules-", "linux-base-")
+
+
+def kernel_packages(package: str, apt_opts: Sequence[str] = ()) -> list[str]:
+    """The .debs that hold a kernel: the package itself, or, for a metapackage over
+    linux-binary/-modules/-base-<ver> (Debian 7.x), those three."""
+    out = subprocess.run(["apt-cache", *apt_opts, "depends", package], check=True,
+                         capture_output=True, text=True).stdout
+    release = package.removeprefix("linux-image-")
+    deps = set(re.findall(r"^\s+\|?Depends: (\S+)$", out, re.M))
+    parts = [p + release for p in SPLIT_PARTS if p + release in deps]
+    if not parts:
+        return [package]
+    missing = [p + release for p in SPLIT_PARTS[:2] if p + release not in parts]
+    if missing:
+        raise VMSetupError(f"{package} is split but does not depend on {', '.join(missing)}:\n{out}")
+    return parts
 
 
 @dataclass(frozen=True)
@@ -142,10 +317,10 @@ class Kernel:
     series: str
     package: str
     release: str          # `uname -r` in the guest
-    root: Path            # the unpacked package (boot/, lib/modules/)
+    root: Path            # the unpacked package(s) (lib/modules/, boot/ up to 6.x)
     vmlinux: Path         # uncompressed ELF, booted through its PVH note
     initramfs: Path
-    config: Path          # boot/config-<release>, bound at /boot/config-<release> in the guest
+    config: Path          # the build config, bound at /boot/config-<release> in the guest
 
     @property
     def modules_dir(self) -> Path:
@@ -154,13 +329,13 @@ class Kernel:
 
 def _cached(series: str, base: Path) -> Kernel | None:
     """The newest ready kernel of a series already in the cache (for offline use)."""
-    pattern = SERIES[series]
-    best: tuple[int, Path] | None = None
+    pattern = _series(series).pattern
+    best: tuple[tuple[int, ...], Path] | None = None
     if base.is_dir():
         for d in base.iterdir():
             m = pattern.match(d.name)
-            if m and (d / "ready").exists() and (best is None or int(m.group(2)) > best[0]):
-                best = (int(m.group(2)), d)
+            if m and (d / "ready").exists() and (best is None or _order(m) > best[0]):
+                best = (_order(m), d)
     return _load(series, best[1]) if best else None
 
 
@@ -169,6 +344,12 @@ def _initramfs_recipe() -> str:
     h = hashlib.sha256(INIT_SCRIPT.encode() + repr(ROOT_MODULES).encode())
     h.update(str(BUSYBOX.stat().st_mtime_ns).encode() if BUSYBOX.exists() else b"")
     return h.hexdigest()[:12]
+
+
+def _in_package(root: Path, release: str, boot_name: str, modules_name: str) -> Path:
+    """A file the 6.x packages keep in /boot and the 7.x ones in /usr/lib/modules/<ver>/."""
+    boot = root / "boot" / f"{boot_name}-{release}"
+    return boot if boot.exists() else root / "lib" / "modules" / release / modules_name
 
 
 def _load(series: str, d: Path) -> Kernel:
@@ -182,7 +363,7 @@ def _load(series: str, d: Path) -> Kernel:
         tmp.write_bytes(build_initramfs(root / "lib" / "modules" / release))
         tmp.rename(initramfs)
     return Kernel(series, d.name, release, root, d / "vmlinux", initramfs,
-                  root / "boot" / f"config-{release}")
+                  _in_package(root, release, "config", "config"))
 
 
 def _package_size(package: str, apt_options: Sequence[str] = ()) -> int | None:
@@ -192,11 +373,12 @@ def _package_size(package: str, apt_options: Sequence[str] = ()) -> int | None:
     return int(m.group(1)) if m else None
 
 
+
 def download(package: str, dest: Path, apt_options: Sequence[str] = ()) -> None:
     """``apt-get download package`` into ``dest``, saying how far it got every few seconds
     (kernel packages are tens to hundreds of MB: silence looks like a hang)."""
     total = _package_size(package, apt_options)
-    size = f"{total / 1e6:.0f} MB" if total else "size unknown"
+    size = f"{total / 1e6:.{0 if total >= 10e6 else 1}f} MB" if total else "size unknown"
     log(f"downloading {package} ({size})")
     done = threading.Event()
 
@@ -223,31 +405,34 @@ def download(package: str, dest: Path, apt_options: Sequence[str] = ()) -> None:
 
 
 def prepare_kernel(series: str, *, cache: Path | None = None, offline: bool = False) -> Kernel:
-    """Return a bootable kernel of ``series`` ("6.1" or "6.12"), fetching it if needed.
+    """Return a bootable kernel of ``series`` ("6.1", "6.12" or "sid"), fetching it if needed.
 
     Idempotent: the newest package per apt-cache is downloaded and prepared once. With
-    ``offline=True`` (or when apt-cache fails) the newest already-prepared one is used.
+    ``offline=True`` (or when apt fails) the newest already-prepared one is used. "sid"
+    goes through a private apt state under the cache (see :func:`apt_options`).
     """
-    if series not in SERIES:
-        raise VMSetupError(f"unknown kernel series {series!r}; choose from {', '.join(SERIES)}")
+    _series(series)
     base = cache or cache_dir()
     if offline:
         k = _cached(series, base)
         if k is None:
             raise VMSetupError(f"no prepared {series} kernel in {base} and offline=True")
         return k
-    # apt-cache takes ~1.5 s: remember its answer for a day (TRACEKIT_VM_REFRESH=1 to force).
+    # apt-cache takes ~1.5 s (sid: + an 11 MB list update): remember its answer for a day
+    # (TRACEKIT_VM_REFRESH=1 to force).
     latest = base / f"latest-{series}"
     fresh = (latest.exists() and time.time() - latest.stat().st_mtime < 86400
              and os.environ.get("TRACEKIT_VM_REFRESH") != "1")
     if fresh and (base / latest.read_text().strip() / "ready").exists():
         return _load(series, base / latest.read_text().strip())
     try:
-        package = newest_package(series)
-    except (OSError, subprocess.CalledProcessError) as e:
+        opts = series_apt_options(series, base)
+        package = newest_package(series, opts)
+    except (OSError, subprocess.CalledProcessError, VMSetupError) as e:
         k = _cached(series, base)
         if k is None:
-            raise VMSetupError(f"cannot query apt-cache for kernel {series}: {e}") from e
+            raise VMSetupError(f"cannot find a package for kernel {series} with apt: {e}") from e
+        log(f"apt failed ({e}); using the prepared {k.package}")
         return k
     base.mkdir(parents=True, exist_ok=True)
     latest.write_text(package + "\n")
@@ -260,13 +445,16 @@ def prepare_kernel(series: str, *, cache: Path | None = None, offline: bool = Fa
         shutil.rmtree(d)
     d.mkdir(parents=True)
     root = d / "root"
-    download(package, d)
-    debs = list(d.glob("*.deb"))
-    if len(debs) != 1:
-        raise VMSetupError(f"apt-get download {package} produced {debs}")
-    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
-    debs[0].unlink()  # 70+ MB we never need again
-    # bookworm packages use /lib/modules; newer ones may ship /usr/lib/modules.
+    for part in kernel_packages(package, opts):
+        # One at a time, unpacked and deleted at once: the progress figures stay per
+        # package, and the 110 MB modules .deb never sits next to its unpacked copy for long.
+        download(part, d, opts)
+        debs = list(d.glob("*.deb"))
+        if len(debs) != 1:
+            raise VMSetupError(f"apt-get download {part} produced {debs}")
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
+        debs[0].unlink()  # 70+ MB we never need again
+    # bookworm packages use /lib/modules; newer ones ship /usr/lib/modules.
     if not (root / "lib" / "modules").is_dir() and (root / "usr" / "lib" / "modules").is_dir():
         (root / "lib").mkdir(exist_ok=True)
         (root / "lib" / "modules").symlink_to("../usr/lib/modules")
@@ -275,7 +463,11 @@ def prepare_kernel(series: str, *, cache: Path | None = None, offline: bool = Fa
         raise VMSetupError(f"{package}: expected one modules directory, found {releases}")
     release = releases[0]
     subprocess.run([_which("depmod") or "depmod", "-b", str(root), release], check=True)
-    bzimage = root / "boot" / f"vmlinuz-{release}"
+    bzimage = _in_package(root, release, "vmlinuz", "vmlinuz")
+    config = _in_package(root, release, "config", "config")
+    for need in (bzimage, config, root / "lib" / "modules" / release / "modules.builtin"):
+        if not need.exists():
+            raise VMSetupError(f"{package}: no {need.relative_to(root)} in the unpacked package(s)")
     (d / "vmlinux").write_bytes(extract_vmlinux(bzimage.read_bytes()))
     (d / "ready").write_text(release + "\n")
     log(f"prepared {package} ({release})")
@@ -333,7 +525,7 @@ def _module_closure(mods: Path, wanted: tuple[str, ...]) -> list[Path]:
         path, _, rest = line.partition(":")
         deps[path] = rest.split()
     by_name = {_mod_name(p): p for p in deps}
-    builtin = {_mod_name(l) for l in (mods / "modules.builtin").read_text().split()}
+    builtin = {_mod_name(b) for b in (mods / "modules.builtin").read_text().split()}
     order: list[str] = []
 
     def visit(path: str) -> None:

@@ -1,6 +1,6 @@
 """Run one command on every kernel of the matrix, one after another, within a time budget.
 
-    python -m tests.vm.matrix [--kernels 6.1,6.12] [--budget 40m] [--timeout 20m] -- CMD...
+    python -m tests.vm.matrix [--kernels 6.1,6.12,sid] [--budget 40m] [--timeout 20m] -- CMD...
 
 Exit status: 0 when CMD exited 0 on every kernel; otherwise the first failing kernel's
 status (124 for a timeout, 125 for a guest that died, 2 for a setup error, 1 for a kernel
@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -25,7 +25,7 @@ else:
     from .kernels import SERIES, VMSetupError, log, prepare_kernel
     from .runner import parse_timeout, run
 
-DEFAULT_KERNELS = ("6.1", "6.12")
+DEFAULT_KERNELS = ("6.1", "6.12", "sid")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Run a command inside a real Debian kernel under qemu (TCG), with this checkout mounted.
 
-    python -m tests.vm.runner --kernel 6.1|6.12 [--timeout S] [--mem 2G] -- CMD...
+    python -m tests.vm.runner --kernel 6.1|6.12|sid [--timeout S] [--mem 2G] -- CMD...
     python -m tests.vm.runner --kernel 6.12 --shell
 
 The guest sees the host's / read-only (9p) under a tmpfs overlay, so it runs the host's
@@ -25,9 +25,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Mapping, Sequence
+from typing import BinaryIO
 
 if __package__ in (None, ""):  # `python tests/vm/runner.py` as well as `-m tests.vm.runner`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -342,8 +343,8 @@ def _boot_once(kernel: Kernel, cmd: Sequence[str], *, cwd: Path, env: Mapping[st
                         break
         finally:
             _kill(proc)
-            for l in listeners:
-                l.close()
+            for sock in listeners:
+                sock.close()
         qemu_out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
         for p in pumps:
             p.join(timeout=5)
@@ -379,7 +380,7 @@ def run(
     verbose: bool = False,
     append: str = "",
 ) -> VMResult:
-    """Boot ``kernel`` ("6.1", "6.12" or a prepared Kernel) and run ``cmd`` in the checkout.
+    """Boot ``kernel`` ("6.1", "6.12", "sid" or a prepared Kernel) and run ``cmd`` in the checkout.
 
     ``stdout``/``stderr`` are binary streams receiving CMD's output as it comes (default:
     this process's). ``timeout`` covers everything after the kernel is prepared, retries
@@ -441,7 +442,7 @@ def _tail(text: str, n: int = 40) -> str:
             lines = lines[max(0, i - 3):]
             break
     lines = lines[:n] if len(lines) > n else lines
-    return "".join(f"    {l}\n" for l in lines)
+    return "".join(f"    {line}\n" for line in lines)
 
 
 def parse_timeout(text: str) -> float:
