@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tracekit import errors, uapi
-from tracekit.btf.reader import BTF
+from tracekit import errors
 from tracekit.errors import (
     AttachError,
     BTFError,
@@ -41,15 +40,36 @@ from tracekit.errors import (
     TracekitError,
     VerifierError,
 )
-from tracekit.object import Object, ObjectMap, Program, register_section_handler, unregister_section_handler
-from tracekit.object import open_object as _open_object
-from tracekit.probe import EventStream, Probe
+
+if TYPE_CHECKING:
+    from tracekit import uapi
+    from tracekit.btf.reader import BTF
+    from tracekit.kernel import features
+    from tracekit.library import LibraryView
+    from tracekit.obj.linker import link
+    from tracekit.object import Object, ObjectMap, Program, register_section_handler, unregister_section_handler
+    from tracekit.probe import EventStream, Probe
 
 __version__ = "0.1.0"
 
-# Imported on first use: most programs never link or probe features, and ``import
-# tracekit`` should stay cheap for short-lived tools.
-_LAZY = {"link": ("obj.linker", "link"), "LibraryView": ("library", "LibraryView"), "features": ("kernel.features", None)}
+# Imported on first use (issue 13): ``import tracekit`` -- and every ``import
+# tracekit.<submodule>``, which runs this file first -- stays within ~2x of a bare
+# interpreter; the object/probe layers (dataclasses, enums, regexes) load when a program
+# first touches them.  errors stays eager: it is small and what ``except`` clauses name.
+_LAZY = {
+    "uapi": ("uapi", None),
+    "BTF": ("btf.reader", "BTF"),
+    "Object": ("object", "Object"),
+    "ObjectMap": ("object", "ObjectMap"),
+    "Program": ("object", "Program"),
+    "register_section_handler": ("object", "register_section_handler"),
+    "unregister_section_handler": ("object", "unregister_section_handler"),
+    "EventStream": ("probe", "EventStream"),
+    "Probe": ("probe", "Probe"),
+    "link": ("obj.linker", "link"),
+    "LibraryView": ("library", "LibraryView"),
+    "features": ("kernel.features", None),
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -63,6 +83,10 @@ def __getattr__(name: str) -> Any:
     value = mod if attr is None else getattr(mod, attr)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def open(  # noqa: A001 - the field's name for this operation (libbpf: bpf_object__open)
@@ -85,7 +109,9 @@ def open(  # noqa: A001 - the field's name for this operation (libbpf: bpf_objec
     ``.BTF``), like libbpf's ``btf_custom_path``.  Nothing touches the kernel until
     :meth:`Object.load`.
     """
-    return _open_object(src, btf=btf, name=name, link=link, pin_root_path=pin_root_path)
+    from tracekit.object import open_object
+
+    return open_object(src, btf=btf, name=name, link=link, pin_root_path=pin_root_path)
 
 
 def attach(
@@ -108,6 +134,9 @@ def attach(
     The returned stream owns what it opened: it is closed when iteration ends, fails or is
     cancelled, or when the stream is left as an ``async with`` block.
     """
+    from tracekit.object import open_object as _open_object
+    from tracekit.probe import EventStream
+
     declared = _declaration(src)
     if declared is not None and map_name is None and event_type == "event":
         probe = declared(btf=btf, **knobs)

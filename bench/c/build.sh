@@ -10,7 +10,7 @@ CLANG=${CLANG:-clang-19}
 CFLAGS=${CFLAGS:--O2 -g -Wall -Wextra -Wno-unused-parameter}
 mkdir -p "$OUT"
 
-for tool in load_baseline btf_baseline ringbuf_baseline probe_events; do
+for tool in load_baseline btf_baseline ringbuf_baseline probe_events snoop_front storm; do
 	[ -f "$HERE/$tool.c" ] || continue
 	$CC $CFLAGS -I "$HERE/../../tracekit/probes" -o "$OUT/$tool" "$HERE/$tool.c" -lbpf
 done

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-import platform
 import re
 import resource
 from collections.abc import Sequence
@@ -53,7 +52,7 @@ _syscall.restype = ctypes.c_long
 _syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_ulong]
 
 try:
-    NR_BPF = _NR_BPF[platform.machine()]
+    NR_BPF = _NR_BPF[os.uname().machine]
 except KeyError:  # pragma: no cover - exotic architectures
     NR_BPF = -1
 
@@ -450,7 +449,7 @@ def raise_memlock_rlimit() -> None:
 def sys_bpf(cmd: int, attr: ctypes.Structure, size: int | None = None) -> tuple[int, int]:
     """Call bpf(cmd, &attr, size); returns ``(result, errno)`` with errno 0 on success."""
     if NR_BPF < 0:  # pragma: no cover
-        raise SyscallError("bpf", _errno.ENOSYS, f"unsupported machine {platform.machine()}")
+        raise SyscallError("bpf", _errno.ENOSYS, f"unsupported machine {os.uname().machine}")
     ret = _syscall(NR_BPF, cmd, ctypes.addressof(attr), ctypes.sizeof(attr) if size is None else size)
     if ret < 0:
         return ret, ctypes.get_errno()
@@ -1169,3 +1168,21 @@ def link_info(fd: int) -> LinkInfo:
         if pe.type == 5:  # BPF_PERF_EVENT_TRACEPOINT
             details.update(tp_name=name.value.decode(), cookie=pe.tracepoint.cookie)
     return LinkInfo(type=t, id=s.id, prog_id=s.prog_id, details=details)
+
+
+# --- BPF_ENABLE_STATS (added for tracekit.agent's run-time self-metrics) ---------------------
+
+
+class EnableStatsAttr(_Attr):
+    _btf_ = "enable_stats"
+    _fields_ = [("type", _u32)]
+
+
+#: ``enum bpf_stats_type``: BPF_STATS_RUN_TIME
+STATS_RUN_TIME = 0
+
+
+def enable_stats(stats_type: int = STATS_RUN_TIME) -> FD:
+    """BPF_ENABLE_STATS: programs' run_time_ns/run_cnt are counted while the returned fd
+    is open (cheaper to scope than the global kernel.bpf_stats_enabled sysctl)."""
+    return _fd_result(Cmd.ENABLE_STATS, EnableStatsAttr(type=stats_type), "bpf stats", "enable BPF run-time stats")
