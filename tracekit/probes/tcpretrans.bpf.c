@@ -14,6 +14,8 @@
 #include "tcpretrans.h"
 
 const volatile __u16 targ_family = 0;   /* AF_INET, AF_INET6 or 0 */
+/* user space loads the loss-probe program only when this is set (it needs kprobes) */
+const volatile bool lossprobe = false;
 
 __u64 events_emitted = 0;
 TK_DROP_COUNTER(events);
@@ -76,6 +78,8 @@ int BPF_KPROBE(kprobe__tcp_send_loss_probe, struct sock *sk)
 	struct event *e;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 
+	if (!lossprobe)
+		return 0;
 	if (targ_family && family != targ_family)
 		return 0;
 	e = tk_ringbuf_reserve_or_drop(events, sizeof(*e));

@@ -41,19 +41,16 @@ class TcpRetrans(Probe[Retransmit]):
     event = "event"
 
     targ_family: int = 0         # AF_INET or AF_INET6 only (0: both)
-
-    def __init__(self, *, lossprobe: bool = False, **kw: object) -> None:
-        super().__init__(**kw)  # type: ignore[arg-type]
-        self._lossprobe = lossprobe
+    lossprobe: bool = False      # also trace tail loss probes (needs kprobes)
 
     def configure(self, obj: Object) -> None:
         prog = obj.programs[_TLP_PROGRAM]
-        prog.autoload = self._lossprobe
-        if self._lossprobe:
+        prog.autoload = self.values["lossprobe"]
+        if prog.autoload:
             from tracekit.hooks.fallback import why_unsupported
 
             why = why_unsupported(prog.attach_kind, prog.attach_target)
             if why is not None:
                 raise NotSupportedError(
-                    f"tail loss probes (-l) need kprobe {prog.attach_target} (the kernel has no "
-                    f"tracepoint for them): {why}; run without -l to see retransmits only")
+                    f"kprobe {prog.attach_target} (for tail loss probes, which have no tracepoint)",
+                    detail=f"{why}; without the loss probes (no -l) retransmits are still traced")

@@ -1,0 +1,140 @@
+"""tracekit-tcpconnect: trace active TCP connects, like BCC's tcpconnect.
+
+Columns: [TIME(s)] [UID] PID COMM IP SADDR [LPORT] DADDR DPORT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from collections import Counter
+from typing import Any
+
+from tracekit.probes._inet import addr, ip_version, ports
+from tracekit.probes.tcpconnect import INVALID_UID, Connect, TcpConnect
+
+from .common import add_common, resolve_uid, run, run_count
+
+EPILOG = """\
+examples:
+  tracekit-tcpconnect           # trace all TCP connect()s
+  tracekit-tcpconnect -t        # include timestamps
+  tracekit-tcpconnect -p 181    # only trace PID 181
+  tracekit-tcpconnect -P 80,81  # only trace destination ports 80 and 81
+  tracekit-tcpconnect -4        # only trace IPv4
+  tracekit-tcpconnect -L        # include the local port
+  tracekit-tcpconnect -U -u 1000  # show UIDs, only UID 1000
+  tracekit-tcpconnect -c        # count connects per source/destination/port
+
+Options and columns are BCC's (libbpf-tools' -s/--source-port is accepted as -L).
+Hooks: tracepoints sock:inet_sock_set_state (SYN_SENT) and syscalls:sys_exit_connect,
+so no kprobes are needed; connects not made through connect(2) (io_uring, TCP fast open
+via sendto) are not seen.  The banner goes to stderr, rows to stdout.
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="tracekit-tcpconnect", description="Trace TCP connects",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-t", "--timestamp", action="store_true", help="include timestamp on output (seconds)")
+    p.add_argument("-p", "--pid", type=int, help="trace this PID only")
+    p.add_argument("-P", "--port", help="comma-separated list of destination ports to trace")
+    fam = p.add_mutually_exclusive_group()
+    fam.add_argument("-4", "--ipv4", action="store_true", help="trace IPv4 family only")
+    fam.add_argument("-6", "--ipv6", action="store_true", help="trace IPv6 family only")
+    p.add_argument("-L", "--lport", "-s", "--source-port", action="store_true", dest="lport",
+                   help="include LPORT on output")
+    p.add_argument("-U", "--print-uid", action="store_true", help="include UID on output")
+    p.add_argument("-u", "--uid", help="trace this UID (or user name) only")
+    p.add_argument("-c", "--count", action="store_true", help="count connects per src ip and dest ip/port")
+    add_common(p)
+    args = p.parse_args(argv)
+    args.uid = resolve_uid(p, args.uid)
+    try:
+        args.ports = ports(args.port) if args.port else frozenset()
+    except ValueError as e:
+        p.error(f"-P/--port: {e}")
+    return args
+
+
+def make_probe(args: argparse.Namespace) -> TcpConnect:
+    wanted = args.ports
+
+    class _Filtered(TcpConnect):
+        def filter(self, ev: Connect) -> bool:
+            return not wanted or ev.dport in wanted
+
+    family = socket.AF_INET if args.ipv4 else socket.AF_INET6 if args.ipv6 else 0
+    return _Filtered(targ_tgid=args.pid or 0, targ_uid=args.uid if args.uid is not None else INVALID_UID,
+                     targ_family=int(family))
+
+
+def to_json(ev: Connect) -> dict[str, Any]:
+    return {"ts": ev.ts, "pid": ev.pid, "tid": ev.tid, "uid": ev.uid, "comm": ev.comm, "ip": ip_version(ev.af),
+            "saddr": addr(ev.af, ev.saddr), "lport": ev.lport, "daddr": addr(ev.af, ev.daddr),
+            "dport": ev.dport, "ret": ev.ret}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    probe = make_probe(args)
+    banner = "Tracing connect ... Hit Ctrl-C to end"
+    if args.count:
+        counts: Counter[tuple[int, str, str, int, int]] = Counter()
+
+        def count(ev: Connect) -> None:
+            lport = ev.lport if args.lport else 0
+            counts[(ev.af, addr(ev.af, ev.saddr), addr(ev.af, ev.daddr), ev.dport, lport)] += 1
+
+        return run_count(args, probe, count, lambda: print_counts(args, counts), banner)
+
+    first_ts: list[int] = []
+
+    def header() -> str:
+        print(banner, file=sys.stderr)
+        cols = ""
+        if args.timestamp:
+            cols += f"{'TIME(s)':<9}"
+        if args.print_uid:
+            cols += f"{'UID':<6}"
+        cols += f"{'PID':<7} {'COMM':<12} {'IP':<2} {'SADDR':<16} "
+        if args.lport:
+            cols += f"{'LPORT':<6} "
+        return cols + f"{'DADDR':<16} {'DPORT':<6}"
+
+    def row(ev: Connect) -> str:
+        cols = ""
+        if args.timestamp:
+            if not first_ts:
+                first_ts.append(ev.ts)
+            cols += f"{(ev.ts - first_ts[0]) / 1e9:<9.3f}"
+        if args.print_uid:
+            cols += f"{ev.uid:<6d}"
+        cols += f"{ev.pid:<7d} {ev.comm[:12]:<12} {ip_version(ev.af):<2d} {addr(ev.af, ev.saddr):<16} "
+        if args.lport:
+            cols += f"{ev.lport:<6d} "
+        return cols + f"{addr(ev.af, ev.daddr):<16} {ev.dport:<6d}"
+
+    return run(args, probe, header, row, to_json)
+
+
+def print_counts(args: argparse.Namespace, counts: Counter[tuple[int, str, str, int, int]]) -> None:
+    # BCC: IPv4 flows first, each family by count, descending
+    flows = sorted(counts.items(), key=lambda kv: (kv[0][0] != socket.AF_INET, -kv[1]))
+    if args.json:
+        for (af, s, d, dport, lport), n in flows:
+            obj: dict[str, Any] = {"ip": ip_version(af), "saddr": s, "daddr": d, "dport": dport, "connects": n}
+            if args.lport:
+                obj["lport"] = lport
+            print(json.dumps(obj))
+        return
+    head = f"\n{'LADDR':<25} {'RADDR':<25} {'RPORT':<20} {'CONNECTS':<10}"
+    print(head + (f" {'LPORT':<20}" if args.lport else ""))
+    for (_af, s, d, dport, lport), n in flows:
+        print(f"{s:<25} {d:<25} {dport:<20d} {n:<10d}" + (f" {lport:<20d}" if args.lport else ""))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
