@@ -37,6 +37,7 @@ _DECLARATIONS = {
     "opensnoop": "tracekit.probes.opensnoop:OpenSnoop",
     "funccount": "tracekit.probes.funccount:FuncCount",
     "profile": "tracekit.probes.profile:Profile",
+    "offcputime": "tracekit.probes.offcputime:OffCPUTime",
     "tcpconnect": "tracekit.probes.tcpconnect:TcpConnect", "tcplife": "tracekit.probes.tcplife:TcpLife", "tcpretrans": "tracekit.probes.tcpretrans:TcpRetrans", "bindsnoop": "tracekit.probes.bindsnoop:BindSnoop", "sigsnoop": "tracekit.probes.sigsnoop:SigSnoop",  # noqa: E501
 }
 
