@@ -142,6 +142,13 @@ def _add_usdt(sub: Any) -> None:
     ls.set_defaults(func=_cmd_usdt_list)
 
 
+def _add_agent(sub: Any) -> None:
+    """``tracekit agent``: the observability agent (tracekit/agent/cli.py has its options)."""
+    from tracekit.agent.cli import add_parser
+
+    add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracekit", description="CO-RE BPF tracing in pure Python")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -152,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_features(sub)
     _add_build(sub)
     _add_usdt(sub)
+    _add_agent(sub)
     return p
 
 

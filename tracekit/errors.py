@@ -272,3 +272,14 @@ class MapCodecError(MapError, ValueError):
 class HistogramError(TracekitError, ValueError):
     """A map does not hold a histogram layout tracekit reads, or the histogram options do
     not fit it; the message says which option to give."""
+
+
+class AgentConfigError(TracekitError, ValueError):
+    """An agent config (ebpf_exporter YAML or a Python declaration) is invalid, or does
+    not fit its object (a missing map, a key layout that does not add up); the message
+    names the config, the metric and the key to fix."""
+
+
+class DecoderError(TracekitError, ValueError):
+    """A label decoder cannot decode a map key field (a wrong size for ``uint``, an unknown
+    decoder name); the agent counts these in ``ebpf_exporter_decoder_errors_total``."""
