@@ -49,6 +49,7 @@ GUEST_SUITE = [
     # fallback chains: fentry chosen where it works, kprobe on a renamed function's real name
     "tests/live/test_fallback.py",
     "tests/live/test_tool_funccount.py",
+    "tests/live/test_tool_oomkill.py",
 ]
 #: objects those suites build with tests.support.build_bpf_object (name, defines)
 SHARED_OBJECTS = [

@@ -38,6 +38,7 @@ _DECLARATIONS = {
     "funccount": "tracekit.probes.funccount:FuncCount",
     "profile": "tracekit.probes.profile:Profile",
     "offcputime": "tracekit.probes.offcputime:OffCPUTime",
+    "oomkill": "tracekit.probes.oomkill:OOMKill",
     "tcpconnect": "tracekit.probes.tcpconnect:TcpConnect", "tcplife": "tracekit.probes.tcplife:TcpLife", "tcpretrans": "tracekit.probes.tcpretrans:TcpRetrans", "bindsnoop": "tracekit.probes.bindsnoop:BindSnoop", "sigsnoop": "tracekit.probes.sigsnoop:SigSnoop",  # noqa: E501
 }
 
