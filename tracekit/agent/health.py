@@ -109,7 +109,10 @@ class JSONFormatter(logging.Formatter):
         }
         for k, v in vars(record).items():
             if k not in self._STD and not k.startswith("_"):
-                d[k] = v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+                if isinstance(v, (list, tuple)):
+                    d[k] = [x if isinstance(x, (str, int, float, bool)) else str(x) for x in v]
+                else:
+                    d[k] = v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
         if record.exc_info:
             d["exc"] = self.formatException(record.exc_info)
         return json.dumps(d)
