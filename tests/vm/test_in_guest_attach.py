@@ -50,6 +50,7 @@ GUEST_SUITE = [
     "tests/live/test_fallback.py",
     "tests/live/test_tool_funccount.py",
     "tests/live/test_tool_oomkill.py",
+    "tests/live/test_tool_fsslower.py",
 ]
 #: objects those suites build with tests.support.build_bpf_object (name, defines)
 SHARED_OBJECTS = [

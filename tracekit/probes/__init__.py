@@ -39,6 +39,7 @@ _DECLARATIONS = {
     "profile": "tracekit.probes.profile:Profile",
     "offcputime": "tracekit.probes.offcputime:OffCPUTime",
     "oomkill": "tracekit.probes.oomkill:OOMKill",
+    "fsslower": "tracekit.probes.fsslower:Ext4Slower",
     "tcpconnect": "tracekit.probes.tcpconnect:TcpConnect", "tcplife": "tracekit.probes.tcplife:TcpLife", "tcpretrans": "tracekit.probes.tcpretrans:TcpRetrans", "bindsnoop": "tracekit.probes.bindsnoop:BindSnoop", "sigsnoop": "tracekit.probes.sigsnoop:SigSnoop",  # noqa: E501
 }
 
