@@ -14,6 +14,7 @@ scrape and counted as a decoder error of its config.
 from __future__ import annotations
 
 import decimal
+import functools
 import logging
 import math
 import struct
@@ -37,6 +38,14 @@ _PER_CPU = {"PERCPU_HASH", "PERCPU_ARRAY", "LRU_PERCPU_HASH"}
 
 
 def go_float(f: float) -> str:
+    """Go's ``strconv.FormatFloat(f, 'g', -1, 64)`` (see :func:`_go_float`), integers fast."""
+    if f.is_integer() and -1e6 < f < 1e6:
+        return str(int(f))
+    return _go_float(f)
+
+
+@functools.lru_cache(maxsize=4096)
+def _go_float(f: float) -> str:
     """Go's ``strconv.FormatFloat(f, 'g', -1, 64)``, as ebpf_exporter prints ``le``: shortest
     round-trip digits, exponent form when the decimal exponent is < -4 or >= 6."""
     if math.isinf(f):
@@ -156,13 +165,18 @@ class MetricReader:
         else:
             vals = []
             off = 0
+            cacheable = True
             try:
                 for lb in self.labels:
-                    vals.append(decode_chain(key[off:off + lb.size], lb.decoders))
+                    v, ok = decode_chain(key[off:off + lb.size], lb.decoders)
+                    vals.append(v)
+                    cacheable &= ok
                     off += lb.size + lb.padding
                 out = tuple(vals)
             except SkipSample:
                 out = None
+            if not cacheable:
+                return out
         if len(self._cache) >= DECODE_CACHE_LIMIT:
             self._cache.clear()
         self._cache[key] = out

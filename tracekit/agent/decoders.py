@@ -31,6 +31,10 @@ from typing import Any
 from tracekit.errors import DecoderError
 
 
+#: per thread: whether the decode_chain in progress gave a value that must not be cached
+_state = threading.local()
+
+
 class SkipSample(Exception):
     """The label set is to be dropped from the scrape (not an error): a regexp miss."""
 
@@ -174,6 +178,20 @@ def _kstack(b: bytes, spec: DecoderSpec) -> bytes:
 
 # --- cgroups, addresses, devices -------------------------------------------------------------------
 
+def cgroup2_root() -> str:
+    """Where the cgroup2 hierarchy is mounted: /sys/fs/cgroup on unified systems,
+    /sys/fs/cgroup/unified on hybrid ones (cgroup ids are cgroup2 inode numbers; v1
+    hierarchies have their own inodes, which would collide)."""
+    try:
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            left, _, right = line.partition(" - ")
+            if right.split(" ", 1)[0] == "cgroup2":
+                return left.split()[4]
+    except OSError:
+        pass
+    return "/sys/fs/cgroup"
+
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
@@ -181,11 +199,17 @@ class CgroupPaths:
     """cgroup id (the cgroup2 directory's inode) -> path, rescanned on a miss at most once a
     second (cgroups come and go)."""
 
-    def __init__(self, root: str = CGROUP_ROOT) -> None:
-        self.root = root
+    def __init__(self, root: str | None = None) -> None:
+        self._root = root
         self._paths: dict[int, str] = {}
         self._scanned = -1.0
         self._lock = threading.Lock()
+
+    @property
+    def root(self) -> str:
+        if self._root is None:
+            self._root = cgroup2_root()
+        return self._root
 
     def scan(self) -> dict[int, str]:
         paths: dict[int, str] = {}
@@ -196,11 +220,16 @@ class CgroupPaths:
                 continue
         return paths
 
+    def learn(self, paths: Mapping[int, str]) -> None:
+        """Ids found by someone else's walk (the cgroup_id_map sync)."""
+        with self._lock:
+            self._paths = {**self._paths, **paths}
+
     def path(self, cgid: int) -> str | None:
         import time
 
         p = self._paths.get(cgid)
-        if p is None and time.monotonic() - self._scanned >= 1.0:
+        if p is None and time.monotonic() - self._scanned >= 0.2:
             with self._lock:
                 self._paths = self.scan()
                 self._scanned = time.monotonic()
@@ -214,7 +243,10 @@ _cgroups = CgroupPaths()
 def _cgroup(b: bytes, spec: DecoderSpec) -> bytes:
     n = _decimal(b, "cgroup")
     p = _cgroups.path(n)
-    return p.encode() if p is not None else f"unknown_cgroup_id:{n}".encode()
+    if p is None:
+        _state.uncacheable = True  # the cgroup may appear by the next scrape
+        return f"unknown_cgroup_id:{n}".encode()
+    return p.encode()
 
 
 def _inet_ip(b: bytes, spec: DecoderSpec) -> bytes:
@@ -385,8 +417,10 @@ def compile_decoder(spec: DecoderSpec) -> DecoderSpec:
     return spec
 
 
-def decode_chain(data: bytes, decoders: Sequence[DecoderSpec]) -> str:
-    """Run ``decoders`` in order over one key field; the label value."""
+def decode_chain(data: bytes, decoders: Sequence[DecoderSpec]) -> tuple[str, bool]:
+    """Run ``decoders`` in order over one key field: (label value, whether it may be cached
+    for this raw key: not a miss that may resolve later, such as a cgroup not seen yet)."""
+    _state.uncacheable = False
     for d in decoders:
         data = DECODERS[d.name](data, d)
-    return data.decode(errors="replace")
+    return data.decode(errors="replace"), not _state.uncacheable
