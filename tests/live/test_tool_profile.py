@@ -109,3 +109,19 @@ def test_ctrl_c_prints_the_report(spinner) -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert SPIN_FUNC in out, out
+
+
+def test_kernel_stacks_of_a_reading_thread() -> None:
+    require_live()
+    p, _, _ = spawn(spin_target(), "read")  # a second thread reads /dev/zero in a loop
+    try:
+        out, _ = run_tool("-K", "-f", "-p", str(p.pid), "2", pid=p.pid, banner=False)
+    finally:
+        p.kill()
+        p.wait()
+    kernel = [line for line in out.splitlines() if ";" in line]
+    assert any("vfs_read" in line.split(" ")[0].split(";") for line in kernel), out
+    # root first: the syscall entry comes before the read path
+    line = next(line for line in kernel if "vfs_read" in line)
+    frames = line.rsplit(" ", 1)[0].split(";")
+    assert frames.index("vfs_read") > 1 and not any(f.endswith("_[k]") for f in frames)
