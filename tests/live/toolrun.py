@@ -17,9 +17,24 @@ from collections.abc import Callable
 from tests.support import ROOT
 
 
+def tool_env() -> dict[str, str]:
+    """The environment a tool runs in: ``tracekit_tools`` is tools/ of this checkout (the
+    install maps it), importable whatever editable install the interpreter has, as in
+    the qemu guests (tests/vm/test_in_guest_tools.py does the same)."""
+    shim = ROOT / "build" / "vm-tools-path"
+    shim.mkdir(parents=True, exist_ok=True)
+    link = shim / "tracekit_tools"
+    if not link.is_symlink():
+        try:
+            link.symlink_to(ROOT / "tools")
+        except FileExistsError:
+            pass    # another test made it meanwhile
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(shim), str(ROOT)]), PYTHONUNBUFFERED="1")
+
+
 class Tool:
     def __init__(self, name: str, *args: str) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        env = tool_env()
         self.proc = subprocess.Popen([sys.executable, "-m", f"tracekit_tools.{name}", *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.lines: list[str] = []
