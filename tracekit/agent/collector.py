@@ -39,6 +39,7 @@ _PER_CPU = {"PERCPU_HASH", "PERCPU_ARRAY", "LRU_PERCPU_HASH"}
 
 def go_float(f: float) -> str:
     """Go's ``strconv.FormatFloat(f, 'g', -1, 64)`` (see :func:`_go_float`), integers fast."""
+    f = float(f)
     if f.is_integer() and -1e6 < f < 1e6:
         return str(int(f))
     return _go_float(f)

@@ -131,9 +131,14 @@ def _syscall(b: bytes, spec: DecoderSpec) -> bytes:
     return name.encode() if name is not None else f"unknown_syscall:{n}".encode()
 
 
+#: where Python's errno table picks an alias (or lacks the name), the kernel uapi's primary
+#: name (asm-generic/errno*.h): EDEADLOCK -> EDEADLK, ENOTSUP -> EOPNOTSUPP, EHWPOISON
+_ERRNO_PRIMARY = {35: "EDEADLK", 95: "EOPNOTSUPP", 133: "EHWPOISON"}
+
+
 def _errno(b: bytes, spec: DecoderSpec) -> bytes:
     n = _decimal(b, "errno")
-    name = errno_mod.errorcode.get(n)
+    name = _ERRNO_PRIMARY.get(n) or errno_mod.errorcode.get(n)
     return name.encode() if name is not None else f"unknown:{n}".encode()
 
 
