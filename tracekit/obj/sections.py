@@ -175,21 +175,24 @@ SUPPORTED_PREFIXES: tuple[str, ...] = tuple(
 )
 
 
+def _target(pat: str, sec: str) -> str | None:
+    """The text after the prefix if ``sec`` matches table pattern ``pat`` (libbpf's rules), else None."""
+    if pat.endswith("+"):
+        base = pat[:-1]
+        if sec == base:
+            return ""
+        return sec[len(base) + 1 :] if sec.startswith(base + "/") else None
+    if pat.endswith("/"):
+        return sec[len(pat) :] if sec.startswith(pat) else None
+    return "" if sec == pat else None
+
+
 def _match(sec: str) -> tuple[tuple[str, int, int, str, int], str] | None:
     # libbpf's rule, row by row in table order (results are cached per name).
     for row in _TABLE:
-        pat = row[0]
-        if pat.endswith("+"):
-            base = pat[:-1]
-            if sec == base:
-                return row, ""
-            if sec.startswith(base + "/"):
-                return row, sec[len(base) + 1 :]
-        elif pat.endswith("/"):
-            if sec.startswith(pat):
-                return row, sec[len(pat) :]
-        elif sec == pat:
-            return row, ""
+        target = _target(row[0], sec)
+        if target is not None:
+            return row, target
     return None
 
 
@@ -223,18 +226,9 @@ def unregister_section(pattern: str) -> None:
 
 def _match_custom(sec: str) -> tuple[tuple[str, int, int, str, int], str] | None:
     for pat, (ptype, atype, flags) in _CUSTOM.items():
-        row = (pat, ptype, atype, CUSTOM_KIND + pat, flags)
-        if pat.endswith("+"):
-            base = pat[:-1]
-            if sec == base:
-                return row, ""
-            if sec.startswith(base + "/"):
-                return row, sec[len(base) + 1 :]
-        elif pat.endswith("/"):
-            if sec.startswith(pat):
-                return row, sec[len(pat) :]
-        elif sec == pat:
-            return row, ""
+        target = _target(pat, sec)
+        if target is not None:
+            return (pat, ptype, atype, CUSTOM_KIND + pat, flags), target
     return None
 
 
