@@ -26,24 +26,40 @@ struct {
 } events SEC(".maps");
 TK_EVENT_TYPE(events, struct event);
 
-/* Fill the address part of `e` from the socket itself (the loss-probe path has no tracepoint). */
+/* Fill the address part of `e` from the socket itself. */
 static __always_inline void sock_ends(struct event *e, const struct sock *sk)
 {
 	e->af = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	/* inet_sport/inet_dport, as the tracepoint records them */
+	e->lport = tk_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
 	e->dport = tk_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	tk_sock_addrs(sk, e->af, e->saddr, e->daddr);
 }
 
+/*
+ * The start of tcp:tcp_retransmit_skb's record.  Its event class changed (tcp_event_sk_skb
+ * until 6.12; its own class with an err field since), so vmlinux.h's struct for it is not
+ * on every kernel and CO-RE has nothing to relocate against there.  The two pointers after
+ * the 8-byte common header have been the same since the tracepoint appeared (4.15): take
+ * those and read the rest from the socket itself.
+ */
+struct tk_retransmit_args {
+	__u64 common;           /* struct trace_entry */
+	const void *skbaddr;
+	const void *skaddr;
+};
+
 SEC("tracepoint/tcp/tcp_retransmit_skb")
-int tracepoint__tcp__tcp_retransmit_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
+int tracepoint__tcp__tcp_retransmit_skb(struct tk_retransmit_args *ctx)
 {
 	const struct sk_buff *skb = ctx->skbaddr;
+	const struct sock *sk = ctx->skaddr;
 	const struct tcp_skb_cb *cb;
 	struct event *e;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 
-	if (targ_family && ctx->family != targ_family)
+	if (targ_family && family != targ_family)
 		return 0;
 	e = tk_ringbuf_reserve_or_drop(events, sizeof(*e));
 	if (!e)
@@ -52,18 +68,7 @@ int tracepoint__tcp__tcp_retransmit_skb(struct trace_event_raw_tcp_retransmit_sk
 	e->ts = bpf_ktime_get_ns();
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->type = RETRANSMIT;
-	e->state = ctx->state;
-	e->af = ctx->family;
-	e->lport = ctx->sport;          /* host order in the tracepoint */
-	e->dport = ctx->dport;
-	/* (probe reads: the verifier takes only constant-offset loads from a ctx) */
-	if (ctx->family == AF_INET) {
-		bpf_probe_read_kernel(e->saddr, 4, ctx->saddr);
-		bpf_probe_read_kernel(e->daddr, 4, ctx->daddr);
-	} else {
-		bpf_probe_read_kernel(e->saddr, 16, ctx->saddr_v6);
-		bpf_probe_read_kernel(e->daddr, 16, ctx->daddr_v6);
-	}
+	sock_ends(e, sk);
 	/* TCP_SKB_CB(skb) is skb->cb seen as struct tcp_skb_cb; CO-RE finds cb and seq */
 	cb = (const struct tcp_skb_cb *)((const void *)skb + bpf_core_field_offset(struct sk_buff, cb));
 	e->seq = BPF_CORE_READ(cb, seq);
