@@ -1,8 +1,9 @@
 """The import-linter contracts in pyproject.toml catch what they promise to catch.
 
-Each case copies the package tree (tracekit/ and tools/ as tracekit_tools/, as the install
-names it) with pyproject.toml into a temporary directory, plants one violating import there
-and runs lint-imports on the copy: the tree under version control is never touched.
+The package tree (tracekit/, and tools/ as tracekit_tools/, as the install names it) is
+copied with pyproject.toml into a temporary directory and lint-imports runs on the copy:
+once untouched (every contract kept), once with a violation of each kind planted.  The
+tree under version control is never touched.
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ PURE = "the pure layer (obj, btf, uapi, errors) makes no syscalls"
 TOOLS = "tools use only the public API"
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
+def copy_tree(dst: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.bpf.o", "*.bpf.c", "*.h")
-    shutil.copytree(ROOT / "tracekit", tmp_path / "tracekit", ignore=ignore)
-    shutil.copytree(ROOT / "tools", tmp_path / "tracekit_tools", ignore=ignore)
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    return tmp_path
+    shutil.copytree(ROOT / "tracekit", dst / "tracekit", ignore=ignore)
+    shutil.copytree(ROOT / "tools", dst / "tracekit_tools", ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", dst / "pyproject.toml")
+    return dst
 
 
 def lint(tree: Path) -> tuple[int, str]:
@@ -68,52 +68,55 @@ def section(out: str, contract: str) -> str:
     return rest[: min([e for e in ends if e >= 0], default=len(rest))]
 
 
-def test_untouched_tree_keeps_every_contract(tree: Path) -> None:
-    rc, out = lint(tree)
+def test_untouched_tree_keeps_every_contract(tmp_path: Path) -> None:
+    rc, out = lint(copy_tree(tmp_path))
     assert rc == 0, out
     for name in (LAYERS, PURE, TOOLS):
         assert f"{name} KEPT" in out, out
     assert "0 broken" in out
 
 
-def test_pure_module_importing_a_syscall_wrapper_fails(tree: Path) -> None:
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """lint-imports' report on a copy with one violation of each kind (one run for all:
+    each test below looks for its own in the report of the contract that must catch it)."""
+    tree = copy_tree(tmp_path_factory.mktemp("planted"))
+    # a pure module importing a syscall wrapper
     plant(tree / "tracekit/obj/elf.py", "from tracekit.kernel.syscalls import bpf")
-    rc, out = lint(tree)
-    assert rc != 0
-    # both contracts see it: kernel is above obj, and the pure layer forbids kernel
-    assert "tracekit.obj.elf -> tracekit.kernel.syscalls.bpf" in section(out, LAYERS), out
-    assert "tracekit.obj.elf -> tracekit.kernel.syscalls.bpf" in section(out, PURE), out
-
-
-def test_pure_module_importing_ctypes_fails(tree: Path) -> None:
-    # not a layer violation, only the pure-layer contract catches it
+    # a pure module importing a stdlib module that talks to the kernel (not a layer violation)
     plant(tree / "tracekit/btf/types.py", "import ctypes")
-    rc, out = lint(tree)
-    assert rc != 0
-    assert "tracekit.btf.types -> ctypes" in section(out, PURE), out
-    assert "tracekit.btf.types" not in section(out, LAYERS), out
-
-
-def test_indirect_route_into_the_kernel_layer_fails(tree: Path) -> None:
-    # errors is pure; reaching kernel through a module that imports it is reported as a chain
+    # a pure module reaching the kernel only through a module above it
     plant(tree / "tracekit/errors.py", "import tracekit.hooks.links")
-    rc, out = lint(tree)
-    assert rc != 0
-    assert "tracekit.errors -> tracekit.hooks.links" in section(out, PURE), out
-
-
-def test_tool_importing_internals_fails(tree: Path) -> None:
+    # a tool importing the internals
     plant(tree / "tracekit_tools/common.py", "from tracekit.events import records")
-    rc, out = lint(tree)
-    assert rc != 0
-    assert "tracekit_tools.common -> tracekit.events.records" in section(out, TOOLS), out
-
-
-def test_new_top_level_module_must_be_placed_in_a_layer(tree: Path) -> None:
+    # a new module directly in tracekit/ that no layer names
     (tree / "tracekit/stray.py").write_text('"""not in any layer"""\n')
     rc, out = lint(tree)
-    assert rc != 0
-    assert "- tracekit.stray" in section(out, LAYERS), out
+    assert rc != 0, out
+    return out
+
+
+def test_pure_module_importing_a_syscall_wrapper_fails(planted: str) -> None:
+    # both contracts see it: kernel is above obj, and the pure layer forbids kernel
+    assert "tracekit.obj.elf -> tracekit.kernel.syscalls.bpf" in section(planted, LAYERS), planted
+    assert "tracekit.obj.elf -> tracekit.kernel.syscalls.bpf" in section(planted, PURE), planted
+
+
+def test_pure_module_importing_ctypes_fails(planted: str) -> None:
+    assert "tracekit.btf.types -> ctypes" in section(planted, PURE), planted
+
+
+def test_indirect_route_into_the_kernel_layer_fails(planted: str) -> None:
+    # the chain errors -> hooks.links -> ... -> kernel is reported
+    assert "tracekit.errors -> tracekit.hooks.links" in section(planted, PURE), planted
+
+
+def test_tool_importing_internals_fails(planted: str) -> None:
+    assert "tracekit_tools.common -> tracekit.events.records" in section(planted, TOOLS), planted
+
+
+def test_new_top_level_module_must_be_placed_in_a_layer(planted: str) -> None:
+    assert "- tracekit.stray" in section(planted, LAYERS), planted
 
 
 def test_py_typed_is_shipped() -> None:
