@@ -357,20 +357,22 @@ def parse_pci_ids(text: str) -> PciIds:
     return db
 
 
-_pci: PciIds | bool | None = False
+# False: not looked for yet; None: no pci.ids on this host.  (Not named _pci: the decoder
+# factory below has that name, and the cache would never be filled.)
+_pci_cache: PciIds | bool | None = False
 
 
 def _pci_db() -> PciIds | None:
-    global _pci
-    if _pci is False:
-        _pci = None
+    global _pci_cache
+    if _pci_cache is False:
+        _pci_cache = None
         for p in PCI_IDS:
             try:
-                _pci = parse_pci_ids(Path(p).read_text(errors="replace"))
+                _pci_cache = parse_pci_ids(Path(p).read_text(errors="replace"))
                 break
             except OSError:
                 continue
-    return _pci if isinstance(_pci, PciIds) else None
+    return _pci_cache if isinstance(_pci_cache, PciIds) else None
 
 
 def _pci(kind: str, width: int) -> DecodeFn:
