@@ -25,10 +25,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 if __package__ in (None, ""):  # `python tests/vm/runner.py` as well as `-m tests.vm.runner`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -218,7 +218,8 @@ def _write_job(ctl: Path, kernel: Kernel, cmd: Sequence[str], cwd: Path,
 class _Pump(threading.Thread):
     """Copy one serial port (a unix socket qemu connects to) to a host stream, live."""
 
-    def __init__(self, listener: socket.socket, sink: BinaryIO | None, on_line=None) -> None:
+    def __init__(self, listener: socket.socket, sink: BinaryIO | None,
+                 on_line: Callable[[bytes], None] | None = None) -> None:
         super().__init__(daemon=True)
         self.listener, self.sink, self.on_line = listener, sink, on_line
         self.buf = bytearray()
@@ -295,7 +296,7 @@ def qemu_argv(kernel: Kernel, ctl: Path, sockets: Sequence[Path], *, mem: str, s
 def _boot_once(kernel: Kernel, cmd: Sequence[str], *, cwd: Path, env: Mapping[str, str],
                deadline: float, mem: str, smp: int, shell: bool,
                stdout: BinaryIO | None, stderr: BinaryIO | None, verbose: bool,
-               append: str) -> dict:
+               append: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tracekit-vm-") as tmp:
         tmpd = Path(tmp)
         ctl = tmpd / "ctl"
