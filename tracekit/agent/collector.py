@@ -274,7 +274,7 @@ class MetricReader:
 
 
 def _unpack_u64(b: bytes) -> int:
-    return struct.unpack_from("=Q", b)[0]  # type: ignore[no-any-return]
+    return struct.unpack_from("=Q", b)[0]
 
 
 # --- prometheus-client families ----------------------------------------------------------------

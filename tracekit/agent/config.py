@@ -93,7 +93,8 @@ class Config:
         if not self.counters and not self.histograms:
             raise AgentConfigError(f"config {self.name!r}: no metrics.counters or metrics.histograms to export "
                                    "(tracing.spans are not supported by tracekit's agent yet)")
-        for m in [*self.counters, *self.histograms]:
+        metrics: list[Counter | Histogram] = [*self.counters, *self.histograms]
+        for m in metrics:
             if not m.name or not m.help:
                 raise AgentConfigError(f"config {self.name!r}: every counter and histogram needs 'name' and 'help'")
             for lb in m.labels:

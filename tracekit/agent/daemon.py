@@ -30,7 +30,7 @@ import anyio.abc
 
 from tracekit.agent import health
 from tracekit.agent.collector import CONTENT_TYPE, AgentCollector, MetricReader, Sampled, exposition, families
-from tracekit.agent.config import DEFAULT_MAX_SERIES, Config, config_files, load_file
+from tracekit.agent.config import DEFAULT_MAX_SERIES, Config, Counter, Histogram, config_files, load_file
 from tracekit.errors import AgentConfigError, TracekitError
 
 log = logging.getLogger("tracekit.agent")
@@ -208,7 +208,8 @@ class Agent:
 
     def _make_readers(self, rc: RunningConfig) -> None:
         cfg, obj = rc.config, rc.obj
-        for m in [*cfg.counters, *cfg.histograms]:
+        metrics: list[Counter | Histogram] = [*cfg.counters, *cfg.histograms]
+        for m in metrics:
             if getattr(m, "perf_event_array", False):
                 log.warning("config %s: counter %s is a perf_event_array counter, which tracekit's agent "
                             "does not export yet; skipped", cfg.name, m.name, extra={"config": cfg.name})
