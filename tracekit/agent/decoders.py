@@ -30,7 +30,6 @@ from typing import Any
 
 from tracekit.errors import DecoderError
 
-
 #: per thread: whether the decode_chain in progress gave a value that must not be cached
 _state = threading.local()
 
