@@ -136,7 +136,7 @@ class StackTraces:
         return out
 
     def stack_ids(self) -> Iterator[int]:
-        for k in self.map.keys():  # noqa: SIM118 -- a map's keys(), not a dict
+        for k in self.map.keys():
             yield int.from_bytes(bytes(k), "little")
 
     def clear(self) -> int:
