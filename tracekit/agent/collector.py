@@ -293,17 +293,29 @@ def families(sampled: Sequence[Sampled]) -> list[Any]:
     for s in sampled:
         name = PREFIX + s.metric.name
         fam = fams.get(name)
+        # Go's client orders samples by label values taken in label-name order
+        order = sorted(range(len(s.label_names)), key=lambda i: s.label_names[i])
+        if order == sorted(order):
+            items = sorted(s.samples.items(), key=lambda kv: kv[0])
+        else:
+            items = sorted(s.samples.items(), key=lambda kv: [kv[0][i] for i in order])
         if isinstance(s.metric, Histogram):
             if fam is None:
                 fam = fams[name] = HistogramMetricFamily(name, s.metric.help, labels=s.label_names)
-            for labels, (buckets, total, count) in sorted(s.samples.items()):
+            for labels, (buckets, total, count) in items:
                 b = [(go_float(le), float(c)) for le, c in buckets] + [("+Inf", float(count))]
                 fam.add_metric(list(labels), b, float(total))
         else:
             if fam is None:
                 fam = fams[name] = Metric(name, s.metric.help, "counter")
-            for labels, value in sorted(s.samples.items()):
-                fam.add_sample(name, dict(zip(s.label_names, labels)), value)
+                fam.tk_sorted = True  # exposition() need not sort these samples again
+            names = s.label_names
+            for labels, value in items:
+                fam.add_sample(name, dict(zip(names, labels)), value)
+    for f in fams.values():
+        # several configs may export one metric name: their samples interleave
+        if getattr(f, "tk_sorted", False) and len({id(x) for x in sampled if PREFIX + x.metric.name == f.name}) > 1:
+            f.tk_sorted = False
     return [fams[k] for k in sorted(fams) if fams[k].samples]
 
 
@@ -354,17 +366,32 @@ def exposition(registry: Any) -> bytes:
                                                           float(s.labels.get("le", "0"))))
                 out.extend(_line(s) for s in ss)
         else:
-            out.extend(_line(s) for s in sorted(samples, key=lambda s: (s.name, _sample_key(s.labels))))
+            if not getattr(fam, "tk_sorted", False):
+                samples = sorted(samples, key=lambda s: (s.name, _sample_key(s.labels)))
+            out.extend(_line(s) for s in samples)
     return "".join(out).encode()
 
 
+_LABEL_TEXT: dict[tuple[tuple[str, str], ...], str] = {}
+
+
+def _labels_text(labels: dict[str, str]) -> str:
+    """``{a="x",b="y"}`` (sorted, ``le`` last, escaped), cached: the same label sets come
+    back every scrape."""
+    key = tuple(labels.items())
+    text = _LABEL_TEXT.get(key)
+    if text is None:
+        pairs = sorted(labels.items(), key=lambda kv: (kv[0] == "le", kv[0]))
+        text = "{" + ",".join(f'{k}="{_escape_value(v)}"' for k, v in pairs) + "}"
+        if len(_LABEL_TEXT) >= 4 * DECODE_CACHE_LIMIT:
+            _LABEL_TEXT.clear()
+        _LABEL_TEXT[key] = text
+    return text
+
+
 def _line(s: Any) -> str:
-    if s.labels:
-        pairs = sorted(s.labels.items(), key=lambda kv: (kv[0] == "le", kv[0]))
-        lab = "{" + ",".join(f'{k}="{_escape_value(v)}"' for k, v in pairs) + "}"
-    else:
-        lab = ""
-    return f"{s.name}{lab} {go_float(float(s.value))}\n"
+    lab = _labels_text(s.labels) if s.labels else ""
+    return f"{s.name}{lab} {go_float(s.value)}\n"
 
 
 class AgentCollector:

@@ -236,6 +236,11 @@ class Agent:
             info = bpf.prog_info(p.fd)
             st = ProgramState(p.name, info.id, info.tag, False, p.fd)
             rc.programs.append(st)
+            if not p.attach_kind:
+                # SEC("syscall"), socket filters...: nothing to attach to (libbpf's auto-attach
+                # skips them too); the probe may run them itself
+                log.debug("config %s: program %s (SEC %s) has no hook to attach to", cfg.name, p.name, p.section)
+                continue
             if p.attach_kind == "uprobe" and p.attach_target.endswith(":post_attach_mark"):
                 # ebpf_exporter's own initialisation hook: a Go function of its binary
                 log.warning("config %s: program %s hooks ebpf_exporter's post_attach_mark, which this agent does "
