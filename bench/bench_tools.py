@@ -167,7 +167,7 @@ def _storm_once(cmd: list[str], kind: str, n: int, out: Path) -> tuple[float, in
     if tool == "opensnoop":
         mine = sum(1 for ln in lines if b" storm " in ln and ln.endswith(b"/dev/null"))
     else:
-        mine = sum(1 for ln in lines if ln.endswith(b"/bin/true storm"))
+        mine = sum(1 for ln in lines if ln.startswith(b"true "))  # PCOMM of storm's children
     rows = max(len(lines), 1)
     return (cpu1 - cpu0) / rows, mine, len(lines), elapsed, err
 

@@ -22,9 +22,14 @@ Design:
 * **One checkpoint per batch, none per record.**  The per-record path is a list-iterator
   step; the event loop is only entered when the list is empty (a cancellation point
   before taking the next batch, then a wait on the fd if the kernel has nothing).
-* **Waiting** is ``anyio.wait_readable`` on one fd (asyncio and trio alike); readers over
-  several kernel rings put them all in ONE epoll instance: one wake-up per burst, no
-  helper tasks, no channels.
+* **Waiting** is on one fd; readers over several kernel rings put them all in ONE epoll
+  instance: one wake-up per burst, no helper tasks, no channels.  On asyncio the fd stays
+  registered with the loop (``add_reader``) across waits, and a wait is one future
+  (issue 13: ``anyio.wait_readable`` added and removed the fd and built a cancel scope on
+  every wait, ~25 us, the whole cost of a reader at low event rates); the registration is
+  dropped when the reader closes, when a wake-up finds nobody waiting (so a consumer busy
+  elsewhere cannot make the loop spin on a readable fd) or when another loop waits.
+  Other backends (trio) use ``anyio.wait_readable``.
 * **Closing wakes waiters** by cancelling the cancel scope each waiter registered
   (``anyio.notify_closing`` is not enough on asyncio: its waiter table lives in a context
   variable another task may not see); their iterators then end cleanly.  An owned epoll fd
@@ -36,6 +41,7 @@ Design:
 from __future__ import annotations
 
 import select
+import sys
 from itertools import islice
 from operator import length_hint
 from typing import Any
@@ -66,6 +72,9 @@ class RecordStream:
     batch_size: int
     #: records taken from the kernel but not handed out when the reader closed
     discarded: int = 0
+    #: called before every wait, i.e. once everything available was handed out (a tool
+    #: flushes its buffered output here: at least once per batch, never per record)
+    on_wait: Any = None
 
     def _init_stream(self, batch_size: int) -> None:
         self.batch_size = batch_size
@@ -76,6 +85,11 @@ class RecordStream:
         self._waiters: set[anyio.CancelScope] = set()
         self._ep: select.epoll | None = None
         self._ep_close_deferred = False
+        # asyncio fast path: the loop our fd is registered with, the fd, pending futures
+        self._reg_loop: Any = None
+        self._reg_fd = -1
+        self._futs: list[Any] = []
+        self._waiting = 0  # waits and fills in progress (a wake-up then is expected, not stray)
 
     # --- what subclasses provide -----------------------------------------------------------
 
@@ -146,6 +160,12 @@ class RecordStream:
         self._it = _EMPTY
         for scope in list(self._waiters):
             scope.cancel()
+        # unregister before the fd closes (its number may be reused), then wake the waiters
+        self._unregister()
+        futs, self._futs = self._futs, []
+        for fut in futs:
+            if not fut.done():
+                fut.set_result(None)
         try:
             self._release()
         finally:
@@ -170,9 +190,59 @@ class RecordStream:
 
     # --- async API -------------------------------------------------------------------------
 
+    # --- waiting ---------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        """asyncio reader callback: wake the waiters; with none, stop watching."""
+        futs = self._futs
+        if futs:
+            self._futs = []
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(None)
+        elif not self._waiting:
+            # Nobody will take the records until the consumer comes back: a level-triggered
+            # readable fd would wake the loop on every iteration until then.
+            self._unregister()
+
+    def _unregister(self) -> None:
+        loop, self._reg_loop = self._reg_loop, None
+        if loop is not None:
+            try:
+                loop.remove_reader(self._reg_fd)
+            except (RuntimeError, ValueError, OSError):  # loop closed or fd gone: nothing registered
+                pass
+            self._reg_fd = -1
+
     async def wait(self) -> None:
         """Return once records may be available; raise ClosedError if closed meanwhile."""
         fd = self._wait_fd()
+        if self.on_wait is not None:
+            self.on_wait()
+        loop = _running_asyncio_loop()
+        if loop is not None:
+            if self._reg_loop is not loop or self._reg_fd != fd:
+                self._unregister()
+                loop.add_reader(fd, self._on_readable)
+                self._reg_loop, self._reg_fd = loop, fd
+            fut = loop.create_future()
+            self._futs.append(fut)
+            self._waiting += 1
+            try:
+                # a plain future: anyio cancels asyncio tasks with Task.cancel(), which
+                # interrupts this await like any other
+                await fut
+            finally:
+                self._waiting -= 1
+                if not fut.done():
+                    fut.cancel()
+                    try:
+                        self._futs.remove(fut)
+                    except ValueError:
+                        pass
+            if self._closed:
+                raise ClosedError(f"{self._what()} was closed while waiting")
+            return
         with anyio.CancelScope() as scope:
             self._waiters.add(scope)
             try:
@@ -187,21 +257,35 @@ class RecordStream:
 
     async def _fill(self) -> bool:
         """Make the pending iterator non-empty; False once the reader is closed."""
-        while not self._closed:
-            await anyio.lowlevel.checkpoint()  # cancellation point before taking records
-            if self._closed:
-                return False
-            if length_hint(self._it):
-                return True  # another consumer refilled while we were suspended
-            pend: list[Any] = []
-            if self._take(pend, self.batch_size):
-                self._it = iter(pend)
-                return True
-            try:
-                await self.wait()
-            except ClosedError:
-                return False
-        return False
+        waited = False
+        self._waiting += 1
+        try:
+            while not self._closed:
+                # Cancellation point before taking records: none are taken if it raises.
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                if self._closed:
+                    return False
+                if length_hint(self._it):
+                    return True  # another consumer refilled while we were suspended
+                pend: list[Any] = []
+                if self._take(pend, self.batch_size):
+                    self._it = iter(pend)
+                    if not waited:
+                        # Records without a wait (a busy ring): one trip through the event
+                        # loop per batch, so other tasks run.  Shielded: the records are in
+                        # self._it already, a cancellation here would only strand them.  After
+                        # a wait (at low rates, every event) the wait was that trip: a second
+                        # per event would double the loop's cost (issue 13).
+                        await anyio.lowlevel.cancel_shielded_checkpoint()
+                    return True
+                try:
+                    await self.wait()
+                except ClosedError:
+                    return False
+                waited = True
+            return False
+        finally:
+            self._waiting -= 1
 
     def __aiter__(self) -> Any:
         return self
@@ -248,6 +332,22 @@ class _Batches:
             except ClosedError:
                 break
         raise StopAsyncIteration
+
+
+def _running_asyncio_loop() -> Any:
+    """The running asyncio loop when the current task runs on asyncio, else None (trio, or
+    asyncio hosting another library through a guest mode)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    import sniffio
+
+    # trio in guest mode on an asyncio loop also has a running loop: ask who runs the task
+    return loop if sniffio.current_async_library() == "asyncio" else None
 
 
 __all__ = ["DEFAULT_BATCH", "EventIterator", "RecordStream"]
