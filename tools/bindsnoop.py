@@ -14,7 +14,7 @@ from typing import Any
 from tracekit.probes._inet import IPPROTO_NAMES, addr, ip_version, ports
 from tracekit.probes.bindsnoop import INVALID_UID, Bind, BindSnoop, opts_str
 
-from .common import add_common, resolve_uid, run, run_count
+from .common import add_common, add_container_filters, resolve_uid, run, run_count
 
 EPILOG = """\
 examples:
@@ -28,6 +28,8 @@ examples:
   tracekit-bindsnoop -u 1000     # only trace UID 1000
   tracekit-bindsnoop -E          # report bind errors (libbpf-tools' -x/--failed too)
   tracekit-bindsnoop --count     # count bind per src ip and port
+  tracekit-bindsnoop -c /sys/fs/cgroup/app   # only tasks in this cgroup-v2 directory (or below)
+  tracekit-bindsnoop --cgroupmap /sys/fs/bpf/cg  # only cgroups in this pinned BPF hash (BCC)
 
 Options and columns are BCC's.  OPTS: F IP_FREEBIND, T IP_TRANSPARENT, N
 IP_BIND_ADDRESS_NO_PORT, R SO_REUSEADDR, r SO_REUSEPORT ('.' when unset).  ADDR is the
@@ -49,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-U", "--print-uid", action="store_true", help="include UID on output")
     p.add_argument("-u", "--uid", help="trace this UID (or user name) only")
     p.add_argument("--count", action="store_true", help="count binds per src ip and port")
+    add_container_filters(p)
     add_common(p)
     args = p.parse_args(argv)
     args.uid = resolve_uid(p, args.uid)
@@ -67,7 +70,8 @@ def make_probe(args: argparse.Namespace) -> BindSnoop:
             return not wanted or ev.port in wanted
 
     return _Filtered(targ_tgid=args.pid or 0, targ_uid=args.uid if args.uid is not None else INVALID_UID,
-                     ignore_errors=not args.errors)
+                     ignore_errors=not args.errors, cgroup=args.cgroup,
+                     cgroupmap=args.cgroupmap, mntnsmap=args.mntnsmap)
 
 
 def proto_name(proto: int) -> str:

@@ -27,6 +27,9 @@ examples:
   tracekit-tcpconnect -L        # include the local port
   tracekit-tcpconnect -U -u 1000  # show UIDs, only UID 1000
   tracekit-tcpconnect -c        # count connects per source/destination/port
+  tracekit-tcpconnect --cgroup /sys/fs/cgroup/app   # only tasks in this cgroup (or below)
+  tracekit-tcpconnect --cgroupmap /sys/fs/bpf/cg    # only cgroups in this pinned BPF hash
+  tracekit-tcpconnect --mntnsmap /sys/fs/bpf/mnt    # only mount namespaces in this pinned hash
 
 Options and columns are BCC's (libbpf-tools' -s/--source-port is accepted as -L).
 Hooks: tracepoints sock:inet_sock_set_state (SYN_SENT) and syscalls:sys_exit_connect,
@@ -49,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-U", "--print-uid", action="store_true", help="include UID on output")
     p.add_argument("-u", "--uid", help="trace this UID (or user name) only")
     p.add_argument("-c", "--count", action="store_true", help="count connects per src ip and dest ip/port")
+    # -c is BCC's --count here, so libbpf-tools' -c/--cgroup is long-only
+    p.add_argument("--cgroup", metavar="PATH", help="trace only tasks in this cgroup-v2 directory (or below)")
+    p.add_argument("--cgroupmap", metavar="MAP", help="trace only cgroups whose ids are keys of this pinned BPF hash")
+    p.add_argument("--mntnsmap", metavar="MAP", help="trace only mount namespaces that are keys of this pinned BPF hash")
     add_common(p)
     args = p.parse_args(argv)
     args.uid = resolve_uid(p, args.uid)
@@ -68,7 +75,8 @@ def make_probe(args: argparse.Namespace) -> TcpConnect:
 
     family = socket.AF_INET if args.ipv4 else socket.AF_INET6 if args.ipv6 else 0
     return _Filtered(targ_tgid=args.pid or 0, targ_uid=args.uid if args.uid is not None else INVALID_UID,
-                     targ_family=int(family))
+                     targ_family=int(family), cgroup=args.cgroup,
+                     cgroupmap=args.cgroupmap, mntnsmap=args.mntnsmap)
 
 
 def to_json(ev: Connect) -> dict[str, Any]:

@@ -117,3 +117,47 @@ async def test_bindsnoop_probe_fields() -> None:
                                                                    socket.AF_INET, socket.IPPROTO_TCP)
     assert ok.port == port and ok.addr[:4] == bytes([127, 0, 0, 1]) and opts_str(ok.opts) == "...R."
     assert bad.ret == -errno.EADDRINUSE and bad.port == port and opts_str(bad.opts) == "....."
+
+
+CGROUP_CHILD = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+"""
+
+
+def test_bindsnoop_cgroup_filter() -> None:
+    require_live()
+    import uuid
+    from pathlib import Path
+
+    from tracekit.context import cgroup as cg
+
+    d = Path(cg.cgroup2_mount()) / f"tk-bind-{uuid.uuid4().hex[:8]}"
+    d.mkdir()
+    try:
+        tool = Tool("bindsnoop", "-c", str(d))
+        try:
+            tool.header()
+            outside = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            outside.bind(("127.0.0.1", 0))    # this process: not in the cgroup
+            out_port = outside.getsockname()[1]
+            child = subprocess.run([sys.executable, "-c", CGROUP_CHILD], capture_output=True, text=True, check=True,
+                                   preexec_fn=lambda: (d / "cgroup.procs").write_text(str(os.getpid())))
+            in_port = int(child.stdout)
+            tool.wait_for(lambda ls: any(f" {in_port} " in r for r in ls[1:]))
+            rows = tool.stop()[1:]
+            outside.close()
+        finally:
+            tool.kill()
+    finally:
+        for _ in range(50):
+            try:
+                d.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)   # the child's exit is still being accounted
+    assert [r.split()[2:5] for r in rows if f" {in_port} " in r] == [["UDP", "127.0.0.1", str(in_port)]]
+    assert not [r for r in rows if f" {out_port} " in r]
+    assert all(r.split()[0] != str(os.getpid()) for r in rows)

@@ -28,6 +28,11 @@ const volatile __u32 targ_tgid = 0;     /* 0: any process */
 const volatile __u32 targ_uid = INVALID_UID;
 const volatile bool ignore_errors = true;   /* drop failed binds (BCC without -E) */
 
+/* --cgroup / --cgroupmap / --mntnsmap (Probe(cgroup=, cgroupmap=, mntnsmap=)) */
+TK_DECLARE_CGROUP_FILTER();
+TK_DECLARE_CGROUPMAP_FILTER();
+TK_DECLARE_MNTNS_FILTER();
+
 __u64 events_emitted = 0;
 TK_DROP_COUNTER(events);
 
@@ -122,6 +127,8 @@ int tracepoint__syscalls__sys_enter_bind(struct trace_event_raw_sys_enter *ctx)
 	if (targ_tgid && tgid != targ_tgid)
 		return 0;
 	if (tk_uid_filter_set(targ_uid) && tk_current_uid() != targ_uid)
+		return 0;
+	if (!tk_cgroup_allowed() || !tk_cgroupmap_allowed() || !tk_mntns_allowed())
 		return 0;
 	args.fd = ctx->args[0];
 	args.uaddr = ctx->args[1];

@@ -27,6 +27,11 @@ const volatile __u32 targ_tgid = 0;
 const volatile __u32 targ_uid = INVALID_UID;
 const volatile __u16 targ_family = 0;    /* AF_INET, AF_INET6 or 0 */
 
+/* --cgroup / --cgroupmap / --mntnsmap (Probe(cgroup=, cgroupmap=, mntnsmap=)) */
+TK_DECLARE_CGROUP_FILTER();
+TK_DECLARE_CGROUPMAP_FILTER();
+TK_DECLARE_MNTNS_FILTER();
+
 __u64 events_emitted = 0;
 TK_DROP_COUNTER(events);
 
@@ -102,6 +107,9 @@ int tracepoint__sock__inet_sock_set_state(struct trace_event_raw_inet_sock_set_s
 	if (targ_tgid && tgid != targ_tgid)
 		return 0;
 	if (tk_uid_filter_set(targ_uid) && tk_current_uid() != targ_uid)
+		return 0;
+	/* SYN_SENT runs in the connecting task: its cgroup and mount namespace are the caller's */
+	if (!tk_cgroup_allowed() || !tk_cgroupmap_allowed() || !tk_mntns_allowed())
 		return 0;
 	bpf_map_update_elem(&snapshots, &sk, &empty, BPF_ANY);
 	bpf_map_update_elem(&connecting, &tid, &sk, BPF_ANY);
