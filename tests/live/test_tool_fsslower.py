@@ -109,9 +109,9 @@ def test_missing_hooks_are_said_precisely() -> None:
 
 def test_dd_on_ext4_rows(tmp_path) -> None:
     require_live()
-    why = hooks_missing()
-    need("kprobes", why is None, why or "")
-    with ext4_mount(tmp_path) as mnt:
+    with ext4_mount(tmp_path) as mnt:  # first: ext4 may be a module, loaded by the mount
+        why = hooks_missing()
+        need("kprobes", why is None, why or "")
         proc = tool("ext4slower", "0")
         banner = wait_banner(proc, 2)
         assert banner[0] == "Tracing ext4 operations\n"
@@ -129,9 +129,9 @@ def test_dd_on_ext4_rows(tmp_path) -> None:
 
 def test_fsslower_json_names_the_fsync_range(tmp_path) -> None:
     require_live()
-    why = hooks_missing()
-    need("kprobes", why is None, why or "")
     with ext4_mount(tmp_path) as mnt:
+        why = hooks_missing()
+        need("kprobes", why is None, why or "")
         proc = tool("fsslower", "-t", "ext4", "-m", "0", "--json")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not _attached(proc.pid):

@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
-from tracekit.errors import TracekitError
+from tracekit.errors import NotSupportedError, TracekitError
+from tracekit.object import Object
 from tracekit.probe import Alternative, Probe
 
 #: the file operations' functions per filesystem: read_iter, write_iter, open, fsync
@@ -78,6 +79,19 @@ class FSSlower(Probe[FileOp]):
         if not type(self).fs:
             raise TracekitError("FSSlower needs a filesystem: use FSSlower.for_fs('ext4') (or 'xfs', ...)")
         super().__init__(**knobs)
+
+    def open(self) -> Object:
+        # A filesystem built as a module (ext4, xfs on Debian) has no functions to hook until
+        # it is loaded: say that, rather than "no function ... in kallsyms" for each hook.
+        from tracekit.hooks import targets
+
+        func = FILESYSTEMS[self.fs][0]
+        if targets.missing_target("kprobe", func) is not None and targets.missing_target("fentry", func) is not None:
+            raise NotSupportedError(
+                f"tracing {self.fs} operations", None,
+                f"the kernel has no {func} ({self.fs} is not built in and its module is not loaded): "
+                f"mount a {self.fs} filesystem or run 'modprobe {self.fs}' first")
+        return super().open()
 
     @classmethod
     def for_fs(cls, fs: str) -> type[FSSlower]:
