@@ -21,7 +21,7 @@ def dec(data: bytes, *specs: DecoderSpec) -> str:
     return decode_chain(data, [compile_decoder(s) for s in specs])[0]
 
 
-def D(name: str, **kw: object) -> DecoderSpec:  # noqa: N802 - short for the tables below
+def D(name: str, **kw: object) -> DecoderSpec:
     return DecoderSpec(name, **kw)  # type: ignore[arg-type]
 
 

@@ -9,7 +9,6 @@ import functools
 import gc
 import http.server
 import json
-import os
 import shutil
 import signal
 import socket
@@ -19,7 +18,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -47,9 +46,9 @@ def free_port() -> int:
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
-    bodies: list[bytes] = []
+    bodies: ClassVar[list[bytes]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         n = int(self.headers.get("Content-Length", "0"))
         type(self).bodies.append(self.rfile.read(n))
         self.send_response(200)

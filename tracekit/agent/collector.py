@@ -17,7 +17,6 @@ import decimal
 import functools
 import logging
 import math
-import struct
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -273,10 +272,6 @@ class MetricReader:
         return Sampled(h, [lb.name for lb in self.labels[:-1]], out)
 
 
-def _unpack_u64(b: bytes) -> int:
-    return struct.unpack_from("=Q", b)[0]
-
-
 # --- prometheus-client families ----------------------------------------------------------------
 
 
@@ -308,14 +303,14 @@ def families(sampled: Sequence[Sampled]) -> list[Any]:
         else:
             if fam is None:
                 fam = fams[name] = Metric(name, s.metric.help, "counter")
-                fam.tk_sorted = True  # exposition() need not sort these samples again
+                setattr(fam, "tk_sorted", True)  # noqa: B010 - exposition() need not sort these again
             names = s.label_names
             for labels, value in items:
                 fam.add_sample(name, dict(zip(names, labels)), value)
     for f in fams.values():
         # several configs may export one metric name: their samples interleave
         if getattr(f, "tk_sorted", False) and len({id(x) for x in sampled if PREFIX + x.metric.name == f.name}) > 1:
-            f.tk_sorted = False
+            setattr(f, "tk_sorted", False)  # noqa: B010
     return [fams[k] for k in sorted(fams) if fams[k].samples]
 
 
