@@ -54,10 +54,13 @@ def _lib_alias(pattern: str) -> str:
     parts = pattern.split(":")
     lib_i = 1 if len(parts) == 3 else 0 if len(parts) == 2 else -1
     if lib_i >= 0 and parts[lib_i] and "/" not in parts[lib_i] and ".so" not in parts[lib_i] \
-            and parts[0] != "t" and len(parts[lib_i]) <= 8:
+            and parts[0] not in ("t", "u") and len(parts[lib_i]) <= 8:
         import ctypes.util
 
-        found = ctypes.util.find_library(parts[lib_i])
+        try:
+            found = ctypes.util.find_library(parts[lib_i])
+        except OSError:  # ctypes' gcc probe can trip over its own temporary files
+            found = None
         if found:
             parts[lib_i] = found
     return ":".join(parts)

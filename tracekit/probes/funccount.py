@@ -15,7 +15,7 @@ per function) are used where the kernel has them, single kprobes/uprobes elsewhe
 Pattern forms (BCC's): ``func`` / ``p::func`` (kernel), ``lib:func`` / ``p:lib:func`` /
 ``/path:func`` (user), ``t:category:event`` (tracepoint).  ``*`` is the wildcard and the
 pattern is anchored; ``regexp=True`` makes it a full regular expression.  USDT (``u:``)
-is not offered yet: :class:`tracekit.errors.NotSupportedError` says so.
+is not offered yet (:class:`FuncCountError` says so).
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ def resolve(pattern: str, *, regexp: bool = False, limit: int = PROBE_LIMIT) -> 
             raise FuncCountError(f"invalid tracepoint pattern {pattern!r}: use t:category:event")
         found = tracepoints(lib, name, regexp)
     elif kind == "u":
-        raise NotSupportedError("USDT probes in funccount", None,
-                                "count them with tracekit.attach() on a SEC(\"usdt\") program instead")
+        raise FuncCountError(f"USDT probes ({pattern}) are not supported by funccount yet: count them with a "
+                             "SEC(\"usdt\") program of your own (tracekit.Program.attach_usdt)")
     elif kind == "p" and not lib:
         found = [Target("kprobe", n) for n in kernel_functions(name, regexp)]
     elif kind == "p":
