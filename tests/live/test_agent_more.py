@@ -158,3 +158,26 @@ def test_config_names_select(tmp_path: Path) -> None:
         assert list(agent.probes) == ["agent_percpu"]
     finally:
         agent.close()
+
+
+def test_perf_event_array_counter(tmp_path: Path) -> None:
+    """perf_event_array: true: each record adds 1 to the series of its decoded labels."""
+    require_live()
+    d = _dir(tmp_path, "agent_perfarray", "agent_perfarray.bpf.c")
+    agent = Agent(config_path=d, listen=None)
+    agent.start()
+    try:
+        workload()
+        first = samples(agent.scrape().decode())
+        workload([0, 3])
+        second = samples(agent.scrape().decode())
+    finally:
+        agent.close()
+    from tests.live.test_agent import VALUES
+
+    want = {"zero": 0, "1": 0, "2": 0}
+    for v in VALUES:
+        want[["zero", "1", "2"][v % 3]] += 1
+    assert first["ebpf_exporter_agent_pe_seeks"] == {(("kind", k),): float(n) for k, n in want.items()}
+    want["zero"] += 2
+    assert second["ebpf_exporter_agent_pe_seeks"] == {(("kind", k),): float(n) for k, n in want.items()}
