@@ -175,15 +175,16 @@ def test_prometheus_server_scrapes_the_agent(tmp_path: Path) -> None:
     assert not errors
 
 
-def test_command_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path) -> None:
-    """``tracekit agent``: SIGHUP picks up an added config, SIGTERM exits 0 with every
-    program detached and unloaded."""
+@pytest.mark.parametrize(("backend", "stop"), [("asyncio", signal.SIGTERM), ("trio", signal.SIGINT)])
+def test_command_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path, backend: str, stop: int) -> None:
+    """``tracekit agent``: SIGHUP picks up an added config, SIGTERM (asyncio) or SIGINT (trio)
+    exits 0 with every program detached and unloaded."""
     require_live()
     d = make_config_dir(tmp_path / "c", ["agent_basic"])
     port = free_port()
     before = kernel_prog_ids()
     p = subprocess.Popen([sys.executable, "-m", "tracekit.cli", "agent", "--config", str(d),
-                          "--listen", f"127.0.0.1:{port}", "--log-json"],
+                          "--listen", f"127.0.0.1:{port}", "--log-json", "--backend", backend],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
@@ -200,7 +201,7 @@ def test_command_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path) -> None:
         s = samples(http_get(f"http://127.0.0.1:{port}/metrics")[1].decode())
         assert s["ebpf_exporter_agent_exp2zero_count"][()] == float(len(VALUES))
         assert prog_names(kernel_prog_ids() - before) >= {"count_seeks", "hist_seeks"}
-        p.send_signal(signal.SIGTERM)
+        p.send_signal(stop)
         _, err = p.communicate(timeout=30)
     finally:
         if p.poll() is None:

@@ -4,6 +4,7 @@ run-time stats, and decoder errors counted while the other metrics are still ser
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -181,3 +182,30 @@ def test_perf_event_array_counter(tmp_path: Path) -> None:
     assert first["ebpf_exporter_agent_pe_seeks"] == {(("kind", k),): float(n) for k, n in want.items()}
     want["zero"] += 2
     assert second["ebpf_exporter_agent_pe_seeks"] == {(("kind", k),): float(n) for k, n in want.items()}
+
+
+def test_bad_yaml_is_down_and_a_fixed_config_comes_up_on_reload(tmp_path: Path) -> None:
+    """An unreadable config is reported down (metrics, /healthz) while the others run; once
+    fixed, a reload brings it up; a config that failed to load is retried by a reload."""
+    require_live()
+    from tracekit.agent import health
+
+    d = make_config_dir(tmp_path / "c", ["agent_percpu"])
+    shutil.copy(build_bpf_object("agent_hist.bpf.c"), d / "agent_hist.bpf.o")
+    (d / "agent_hist.yaml").write_text("metrics: [unclosed\n")
+    agent = Agent(config_path=d, listen=None)
+    agent.start()
+    try:
+        s = samples(agent.scrape().decode())
+        assert s["ebpf_exporter_config_up"] == {(("config", "agent_hist"),): 0.0, (("config", "agent_percpu"),): 1.0}
+        status, body = health.health(agent)
+        assert status == 503 and "not valid YAML" in json.loads(body)["configs"]["agent_hist"]["error"]
+        shutil.copy(CONFIGS / "agent_hist.yaml", d / "agent_hist.yaml")
+        out = agent.reload()
+        assert out["changed"] == ["agent_hist"] and out["unchanged"] == ["agent_percpu"]
+        assert health.health(agent)[0] == 200
+        s = samples(agent.scrape().decode())
+        assert s["ebpf_exporter_config_errors_total"][(("config", "agent_hist"),)] == 1.0
+        assert s["ebpf_exporter_agent_exp2zero_count"] == {(): 0.0}
+    finally:
+        agent.close()

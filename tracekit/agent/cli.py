@@ -40,6 +40,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--bpf-stats", action="store_true",
                    help="count programs' run time and runs (BPF_ENABLE_STATS; costs a little per run)")
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    p.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio",
+                   help="the event loop anyio runs the agent on (trio needs the trio package)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     p.set_defaults(func=run)
 
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                   listen=args.listen, otlp_url=args.otlp, otlp_interval=args.otlp_interval, strict=args.strict,
                   max_series=args.max_series, bpf_stats=args.bpf_stats)
     try:
-        anyio.run(agent.run)
+        anyio.run(agent.run, backend=args.backend)
     except TracekitError as e:
         logging.getLogger("tracekit.agent").error("agent stopped: %s", e)
         return 1
