@@ -29,7 +29,15 @@ import anyio
 import anyio.abc
 
 from tracekit.agent import health
-from tracekit.agent.collector import CONTENT_TYPE, AgentCollector, MetricReader, Sampled, exposition, families
+from tracekit.agent.collector import (
+    CONTENT_TYPE,
+    AgentCollector,
+    MetricReader,
+    PerfCounterReader,
+    Sampled,
+    exposition,
+    families,
+)
 from tracekit.agent.config import DEFAULT_MAX_SERIES, Config, Counter, Histogram, config_files, load_file
 from tracekit.errors import AgentConfigError, TracekitError
 
@@ -177,6 +185,9 @@ class Agent:
     def _start_config(self, cfg: Config) -> RunningConfig:
         rc = RunningConfig(cfg)
         t0 = time.perf_counter()
+        if cfg.spans_ignored:
+            log.warning("config %s: its %d tracing.spans are not exported (tracekit's agent exports metrics "
+                        "only, for now)", cfg.name, cfg.spans_ignored, extra={"config": cfg.name})
         try:
             obj, probe = _open(cfg)
             rc.obj, rc.probe = obj, probe
@@ -210,11 +221,13 @@ class Agent:
         cfg, obj = rc.config, rc.obj
         metrics: list[Counter | Histogram] = [*cfg.counters, *cfg.histograms]
         for m in metrics:
-            if getattr(m, "perf_event_array", False):
-                log.warning("config %s: counter %s is a perf_event_array counter, which tracekit's agent "
-                            "does not export yet; skipped", cfg.name, m.name, extra={"config": cfg.name})
-                continue
             om = obj.maps.get(m.name)
+            if isinstance(m, Counter) and m.perf_event_array:
+                if om is None or om.type.name != "PERF_EVENT_ARRAY":
+                    raise AgentConfigError(f"config {cfg.name!r}: perf_event_array counter {m.name!r} needs a "
+                                           "BPF_MAP_TYPE_PERF_EVENT_ARRAY map of that name")
+                rc.readers.append(PerfCounterReader(cfg.name, m, obj, max_series=self.max_series))
+                continue
             if om is None:
                 raise AgentConfigError(f"config {cfg.name!r}: metric {m.name!r} names no map of the object "
                                        f"(maps: {', '.join(obj.maps)})")
@@ -396,6 +409,7 @@ class Agent:
                     tg.start_soon(OtlpPusher(self, self.otlp_url, self.otlp_interval).run)
                 if any(rc.config.cgroup_id_map for rc in self.probes.values()) or self.config_path:
                     tg.start_soon(self._cgroup_loop)
+                tg.start_soon(self._perf_loop)
                 if handle_signals:
                     await tg.start(self._signals)
                 task_status.started(self.address)
@@ -420,6 +434,20 @@ class Agent:
                     log.info("%s: stopping", signal.Signals(s).name)
                     self.stop()
                     return
+
+    async def _perf_loop(self, interval: float = 0.1) -> None:
+        """Drain perf_event_array counters' buffers between scrapes, so that they do not
+        overflow under a steady rate (ebpf_exporter reads them continuously)."""
+        while True:
+            await anyio.sleep(interval)
+            with self._lock:
+                for rc in self.probes.values():
+                    for r in rc.readers:
+                        if isinstance(r, PerfCounterReader):
+                            try:
+                                r.drain()
+                            except TracekitError as e:
+                                log.warning("config %s: %s: %s", rc.config.name, r.metric.name, e)
 
     async def _cgroup_loop(self) -> None:
         from tracekit.agent import cgroups
