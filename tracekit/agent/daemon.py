@@ -483,7 +483,9 @@ class Agent:
                 status, body = 405, b"method not allowed\n"
             elif path == "/metrics":
                 try:
-                    status, body, ctype = 200, self.scrape(), CONTENT_TYPE
+                    # in a worker thread: a large scrape does not hold up signals, other
+                    # requests or the poll tasks (the agent's lock orders it with reloads)
+                    status, body, ctype = 200, await anyio.to_thread.run_sync(self.scrape), CONTENT_TYPE
                 except Exception as e:  # noqa: BLE001 - a scrape failure is a 500, not a dead agent
                     log.exception("scrape failed")
                     status, body = 500, f"scrape failed: {e}\n".encode()
