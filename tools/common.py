@@ -232,7 +232,7 @@ def run_summary(args: argparse.Namespace, probe: tracekit.Probe[Any], collect: C
     its own interval, as BCC's ``dist.clear()``), printed with ``text(data)``, or with
     ``--json`` as one object per interval: ``{"ts": "YYYY-mm-dd HH:MM:SS", "time": epoch,
     **to_json(data)}``.  Around it, BCC's conventions: ``banner`` once before the first
-    interval (not with --json), ``header`` once (cachestat's column line), a blank line
+    interval (on stderr with --json), ``header`` once (cachestat's column line), a blank line
     before each report (``blank_line``), an ``HH:MM:SS`` line when ``args.timestamp``
     (``-T``) and ``timestamp_line``, and ``Detaching...`` at the end when ``detaching``
     (syscount, funccount, cachestat).  ``args.count`` reports end the tool; Ctrl-C,
@@ -299,7 +299,11 @@ def run_summary(args: argparse.Namespace, probe: tracekit.Probe[Any], collect: C
             # gets its final report: the interrupt may land before the loop's own try.
             stopping = False
             try:
-                if not as_json:
+                if as_json:
+                    # stdout stays pure JSON; the banner still says "attached, tracing now"
+                    if banner:
+                        print(banner, file=sys.stderr, flush=True)
+                else:
                     if banner:
                         print(banner)
                     if header:

@@ -35,6 +35,7 @@ __all__ = [
 _DECLARATIONS = {
     "execsnoop": "tracekit.probes.execsnoop:ExecSnoop",
     "opensnoop": "tracekit.probes.opensnoop:OpenSnoop",
+    "syscount": "tracekit.probes.syscount:SysCount",
     "funccount": "tracekit.probes.funccount:FuncCount",
     "profile": "tracekit.probes.profile:Profile",
     "offcputime": "tracekit.probes.offcputime:OffCPUTime",
