@@ -38,8 +38,10 @@ static __always_inline void add(void *map, const void *key, __u64 n)
 		__sync_fetch_and_add(p, n);
 		return;
 	}
-	bpf_map_update_elem(map, key, &n, BPF_NOEXIST);
+	if (bpf_map_update_elem(map, key, &n, BPF_NOEXIST) == 0)
+		return;
+	/* another CPU inserted the key first: add ours to its entry */
 	p = bpf_map_lookup_elem(map, key);
-	if (p && n && *p != n) /* lost a race with another CPU's insert: add ours */
+	if (p)
 		__sync_fetch_and_add(p, n);
 }
