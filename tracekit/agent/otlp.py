@@ -11,6 +11,7 @@ as a Prometheus counter reset does).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -69,7 +70,9 @@ def metrics_data(sampled: Sequence[tuple[Any, Sampled]], *, service: str = "trac
             data = ex.Sum(data_points=points, aggregation_temporality=cum, is_monotonic=True)
         metrics.append(ex.Metric(name=name, description=m.help, unit="", data=data))
     scope = ex.ScopeMetrics(scope=InstrumentationScope("tracekit.agent"), metrics=metrics, schema_url="")
-    res = ex.ResourceMetrics(resource=Resource.create({"service.name": service}), scope_metrics=[scope],
+    # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win, as in every OpenTelemetry SDK
+    attrs = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service}
+    res = ex.ResourceMetrics(resource=Resource.create(attrs), scope_metrics=[scope],
                              schema_url="")
     return ex.MetricsData(resource_metrics=[res])
 
