@@ -14,11 +14,17 @@ import time
 import anyio
 import pytest
 
-from tests.live.toolrun import Tool, free_port
+from tests.live.toolrun import Tool, ensure_loopback, free_port
 from tests.support import require_live
 from tracekit.probes.bindsnoop import BindSnoop, opts_str
 
 pytestmark = pytest.mark.live
+
+
+@pytest.fixture(autouse=True)
+def _loopback() -> None:
+    require_live()
+    ensure_loopback()
 
 CHILD = """
 import socket, sys

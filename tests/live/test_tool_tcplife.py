@@ -12,11 +12,17 @@ import threading
 import anyio
 import pytest
 
-from tests.live.toolrun import Tool
+from tests.live.toolrun import Tool, ensure_loopback
 from tests.support import require_live
 from tracekit.probes.tcplife import TcpLife
 
 pytestmark = pytest.mark.live
+
+
+@pytest.fixture(autouse=True)
+def _loopback() -> None:
+    require_live()
+    ensure_loopback()
 
 PAYLOAD = 102400
 CLIENT = f"""

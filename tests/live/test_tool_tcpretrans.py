@@ -16,11 +16,17 @@ import time
 import anyio
 import pytest
 
-from tests.live.toolrun import Tool
+from tests.live.toolrun import Tool, ensure_loopback
 from tests.support import require_live
 from tracekit.probes.tcpretrans import RETRANSMIT, TcpRetrans
 
 pytestmark = pytest.mark.live
+
+
+@pytest.fixture(autouse=True)
+def _loopback() -> None:
+    require_live()
+    ensure_loopback()
 
 CLIENT = """
 import socket, sys, time

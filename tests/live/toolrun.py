@@ -110,3 +110,17 @@ def free_port(kind: int = 1) -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def ensure_loopback() -> None:
+    """Loopback up: it always is on a host, but a minimal guest (tests/vm) may boot with
+    lo down, and the network tools' workloads are all on 127.0.0.1."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("127.0.0.1", 9))
+            return
+        except OSError:
+            pass
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
