@@ -29,9 +29,16 @@ def memory_cgroup() -> Iterator[str]:
     process writes its pid to to enter it.  Removed afterwards."""
     name = f"tk-oom-{os.getpid()}"
     v2 = "/sys/fs/cgroup"
+    mounted = False
+    if os.path.isdir(v2) and not os.listdir(v2):
+        # nothing mounted (the qemu guests' minimal init): a cgroup2 hierarchy of our own
+        mounted = subprocess.run(["mount", "-t", "cgroup2", "none", v2], capture_output=True).returncode == 0
     try:
         with open(f"{v2}/cgroup.controllers") as f:
             has_v2 = "memory" in f.read().split()
+        if has_v2:
+            with open(f"{v2}/cgroup.subtree_control", "w") as f:
+                f.write("+memory")
     except OSError:
         has_v2 = False
     if has_v2:
@@ -58,6 +65,8 @@ def memory_cgroup() -> Iterator[str]:
                 break
             except OSError:
                 time.sleep(0.1)
+        if mounted:
+            subprocess.run(["umount", v2], capture_output=True)
 
 
 def oom_child(procs: str) -> subprocess.Popen[bytes]:
