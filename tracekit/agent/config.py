@@ -126,7 +126,7 @@ def _yaml_loader() -> Any:
     except ImportError:
         raise AgentConfigError("reading ebpf_exporter configs needs PyYAML: pip install 'tracekit[agent]'") from None
 
-    class Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no hints
+    class Loader(yaml.SafeLoader):  # (PyYAML ships no hints: yaml is Any to mypy, see pyproject)
         pass
 
     # ebpf_exporter reads static_map keys/values as their scalar text; with every scalar a

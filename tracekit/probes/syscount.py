@@ -13,15 +13,15 @@ import platform
 import re
 from typing import NamedTuple
 
-from tracekit.probe import Probe
 from tracekit.object import Object
+from tracekit.probe import Probe
 
 
 class Count(NamedTuple):
     """One row of a report: a syscall (or a process) with its count and summed latency."""
 
     key: int          # syscall number, or the tgid with count_by_process
-    count: int
+    count: int  # type: ignore[assignment]  # the column's name; shadowing tuple.count is intended
     total_ns: int     # 0 unless measure_latency
     comm: str         # group leader's comm with count_by_process, else ""
 
