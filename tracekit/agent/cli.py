@@ -61,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
     except TracekitError as e:
         logging.getLogger("tracekit.agent").error("agent stopped: %s", e)
         return 1
+    except BaseExceptionGroup as eg:
+        # raised from a task (e.g. a --strict failure during a SIGHUP reload)
+        errors = eg.subgroup(TracekitError)
+        if errors is None:
+            raise
+        for err in errors.exceptions:
+            logging.getLogger("tracekit.agent").error("agent stopped: %s", err)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0

@@ -18,6 +18,7 @@ import functools
 import logging
 import math
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,6 +271,47 @@ class MetricReader:
                 buckets.append((le, cum))
             out[labels] = (buckets, slots.get(sum_idx, 0) * m, cum)
         return Sampled(h, [lb.name for lb in self.labels[:-1]], out)
+
+
+class PerfCounterReader(MetricReader):
+    """A ``perf_event_array: true`` counter: every record the probe outputs is cut to the
+    labels' bytes, decoded, and adds 1 to its series; the counts are reset every
+    ``flush_interval`` seconds (as ebpf_exporter).  Records are drained without blocking at
+    each scrape and by the agent's poll task between scrapes; what the per-CPU buffers
+    could not hold is the probe's ``lost`` count."""
+
+    def __init__(self, config: str, metric: Counter, obj: Any, *, max_series: int = DEFAULT_MAX_SERIES,
+                 page_count: int = 64) -> None:
+        super().__init__(config, metric, obj.maps[metric.name], max_series=max_series)
+        self.per_cpu = self.cpu_label = False
+        self.key_size = sum(lb.size + lb.padding for lb in self.labels)
+        self.layout_error = None
+        self.reader = obj.reader(metric.name, raw=True, page_count=page_count)
+        self.flush_interval = metric.flush_interval
+        self._counts: dict[bytes, int] = {}
+        self._short = 0
+        self._flushed = time.monotonic()
+
+    def drain(self) -> None:
+        if self.reader.closed:
+            return
+        counts, n = self._counts, self.key_size
+        for rec in self.reader.read_available():
+            key = bytes(rec[:n])
+            if len(key) < n:
+                self._short += 1  # shorter than the labels: a decoder error at the next scrape
+                continue
+            counts[key] = counts.get(key, 0) + 1
+
+    def _raw(self) -> Iterator[tuple[bytes, int]]:
+        self.drain()
+        if self._short:
+            self._short = 0
+            raise DecoderError(f"perf event records shorter than the labels' {self.key_size} bytes")
+        now = time.monotonic()
+        if now - self._flushed >= self.flush_interval:
+            self._counts, self._flushed = {}, now
+        yield from list(self._counts.items())
 
 
 # --- prometheus-client families ----------------------------------------------------------------

@@ -394,15 +394,22 @@ class Agent:
             handle_signals = threading.current_thread() is threading.main_thread()
         self.start()
         try:
+            listener = None
+            if self.listen is not None:
+                host, port = self.listen
+                try:
+                    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+                except OSError as e:
+                    raise AgentConfigError(f"cannot listen on {host}:{port} ({e.strerror or e}): pick another "
+                                           "address with --listen ADDR:PORT") from None
+                addr = listener.listeners[0].extra(anyio.abc.SocketAttribute.local_address)
+                self.address = (str(addr[0]), int(addr[1]))
             async with anyio.create_task_group() as tg:
                 self._cancel = tg.cancel_scope
-                if self.listen is not None:
-                    host, port = self.listen
-                    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
-                    addr = listener.listeners[0].extra(anyio.abc.SocketAttribute.local_address)
-                    self.address = (str(addr[0]), int(addr[1]))
+                if listener is not None:
                     tg.start_soon(self._serve_http, listener)
-                    log.info("serving /metrics on http://%s:%d", *self.address)
+                    host, port = self.address or ("?", 0)
+                    log.info("serving /metrics on http://%s:%d", host, port)
                 if self.otlp_url:
                     from tracekit.agent.otlp import OtlpPusher
 
