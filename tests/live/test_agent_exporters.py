@@ -33,7 +33,7 @@ from tests.live.test_agent import (
     samples,
     workload,
 )
-from tests.support import open_fds, require_live
+from tests.support import open_fds, require_live, skip_or_fail
 from tracekit.agent import Agent
 
 pytestmark = pytest.mark.live
@@ -118,7 +118,8 @@ def test_prometheus_server_scrapes_the_agent(tmp_path: Path) -> None:
     require_live()
     prom = shutil.which("prometheus")
     if prom is None:
-        pytest.fail("prometheus not installed: apt-get install prometheus (tests/run.sh installs it)")
+        skip_or_fail("Debian's prometheus is not installed: apt-get install prometheus (tests/run.sh installs it)")
+        return
     d = make_config_dir(tmp_path / "c", ["agent_basic"])
     agent_port, prom_port = free_port(), free_port()
     cfg = tmp_path / "prometheus.yml"
