@@ -90,7 +90,8 @@ def test_latency_and_process_columns_and_json() -> None:
     rows = reports[0]["rows"]
     # the read() that got "go" entered before the probe attached: no latency, not counted
     assert len(rows) == 1 and rows[0]["count"] == 1500, rows
-    assert rows[0]["comm"] == open(f"/proc/{os.getpid()}/comm").read().strip()  # same interpreter
+    with open(f"/proc/{os.getpid()}/comm") as f:
+        assert rows[0]["comm"] == f.read().strip()  # the same interpreter as ours
     assert rows[0]["total_ns"] > 0
 
 

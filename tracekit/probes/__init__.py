@@ -36,6 +36,8 @@ _DECLARATIONS = {
     "execsnoop": "tracekit.probes.execsnoop:ExecSnoop",
     "opensnoop": "tracekit.probes.opensnoop:OpenSnoop",
     "syscount": "tracekit.probes.syscount:SysCount",
+    "biolatency": "tracekit.probes.biolatency:BioLatency",
+    "biosnoop": "tracekit.probes.biosnoop:BioSnoop",
     "funccount": "tracekit.probes.funccount:FuncCount",
     "profile": "tracekit.probes.profile:Profile",
     "offcputime": "tracekit.probes.offcputime:OffCPUTime",
