@@ -379,3 +379,13 @@ def test_a_target_with_thousands_of_namesakes_fails_fast() -> None:
             if p.core_relos:
                 with pytest.raises(CORERelocationError, match="more than 1024 target types"):
                     plan_program(spec, p, [target])
+
+
+def test_a_fifo_or_device_is_not_read_as_an_object(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "obj.o"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with within(), pytest.raises(ELFError, match="not a regular file"):
+            tracekit.open(path)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 from bisect import bisect_right
 from collections.abc import Callable, MutableSequence
@@ -982,7 +983,11 @@ def load_spec(src: str | os.PathLike[str] | bytes, *, name: str | None = None) -
     else:
         path = os.fspath(src)
         try:
-            with open(path, "rb") as fh:
+            # O_NONBLOCK: a FIFO at the path must not block open(); only regular files are
+            # read (a FIFO or /dev/zero would hang or grow without bound)
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise ELFError(f"BPF object {path!r} is not a regular file; pass the path of a .o")
                 data = fh.read()
         except OSError as e:
             if e.errno in RESOURCE_ERRNOS:  # out of fds or memory: a limit, not a bad object
