@@ -12,6 +12,7 @@ import json
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -47,10 +48,12 @@ def free_port() -> int:
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
     bodies: ClassVar[list[bytes]] = []
+    paths: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
         n = int(self.headers.get("Content-Length", "0"))
         type(self).bodies.append(self.rfile.read(n))
+        type(self).paths.append(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
@@ -253,3 +256,56 @@ def test_soak_scrapes_and_reloads_stay_flat(tmp_path: Path) -> None:
     assert fds1 <= fds0, (fds0, fds1)
     assert rss1 / rss0 < 1.10, (rss0, rss1)
     assert agent.reloads == 115
+
+
+@pytest.mark.anyio
+async def test_tracing_spans_exported_by_otlp(tmp_path: Path) -> None:
+    """tracing.spans: each ring-buffer record is one span with the ids, times, name and
+    attributes of its labels, sent to the traces endpoint beside --otlp's."""
+    require_live()
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from tests.support import build_bpf_object
+
+    d = tmp_path / "c"
+    d.mkdir()
+    shutil.copy(build_bpf_object("agent_spans.bpf.c"), d / "agent_spans.bpf.o")
+    shutil.copy(Path(__file__).resolve().parent.parent / "objects" / "agent_configs" / "agent_spans.yaml", d)
+    _Receiver.bodies, _Receiver.paths = [], []
+    srv = http.server.HTTPServer(("127.0.0.1", 0), _Receiver)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    t0 = time.time_ns()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/v1/metrics"
+        agent = Agent(config_path=d, listen=None, otlp_url=url, otlp_interval=3600)
+        async with anyio.create_task_group() as tg:
+            await tg.start(functools.partial(agent.run, handle_signals=False))
+            workload([1, 2, 3])
+            await anyio.sleep(0.5)  # the span task drains every 0.2 s
+            s = samples(agent.scrape().decode())
+            agent.stop()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    t1 = time.time_ns()
+    assert s["ebpf_exporter_spans_exported_total"] == {(("config", "agent_spans"),): 3.0}
+    spans = []
+    for path, body in zip(_Receiver.paths, _Receiver.bodies):
+        if path == "/v1/traces":
+            req = ExportTraceServiceRequest.FromString(body)
+            for rs in req.resource_spans:
+                svc = {a.key: a.value.string_value for a in rs.resource.attributes}["service.name"]
+                assert svc == "tracekit-test"
+                spans += [sp for ss in rs.scope_spans for sp in ss.spans]
+    assert len(spans) == 3
+    for sp, v in zip(sorted(spans, key=lambda sp: sp.span_id), [1, 2, 3]):
+        assert sp.name == "seek"
+        assert sp.trace_id == b"\x11" * 15 + bytes([v])
+        assert sp.span_id == struct.pack("<Q", v + 1)
+        assert sp.parent_span_id == (struct.pack("<Q", 0x42) if v % 2 else b"")
+        assert sp.end_time_unix_nano - sp.start_time_unix_nano == v * 1000
+        assert t0 - 10**9 <= sp.start_time_unix_nano <= t1
+        attrs = {a.key: a.value.string_value for a in sp.attributes}
+        assert attrs == {"kind": "odd" if v % 2 else "even", "ebpf_exporter.config": "agent_spans"}

@@ -33,6 +33,8 @@ def add_parser(sub: Any) -> None:
                    help="HTTP address for /metrics and /healthz (default 127.0.0.1:9435)")
     p.add_argument("--otlp", metavar="URL", help="push metrics by OTLP/HTTP to URL, e.g. "
                    "http://127.0.0.1:4318/v1/metrics (needs tracekit[otlp])")
+    p.add_argument("--otlp-traces", metavar="URL", help="where tracing.spans go (default: beside --otlp, "
+                   ".../v1/traces)")
     p.add_argument("--otlp-interval", type=float, default=10.0, metavar="SECONDS", help="OTLP push interval")
     p.add_argument("--strict", action="store_true", help="a config that fails to load or attach is fatal")
     p.add_argument("--max-series", type=int, default=10_000, metavar="N",
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(json_logs=args.log_json, level=logging.DEBUG if args.verbose else logging.INFO)
     agent = Agent(config_path=args.config, names=args.names.split(",") if args.names else None,
-                  listen=args.listen, otlp_url=args.otlp, otlp_interval=args.otlp_interval, strict=args.strict,
+                  listen=args.listen, otlp_url=args.otlp, otlp_interval=args.otlp_interval,
+                  otlp_traces_url=args.otlp_traces, strict=args.strict,
                   max_series=args.max_series, bpf_stats=args.bpf_stats)
     try:
         anyio.run(agent.run, backend=args.backend)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,21 @@ class Histogram:
 
 
 @dataclass(frozen=True)
+class Span:
+    """A ``tracing.spans[]`` entry: every record of ring buffer ``ringbuf`` is one span.
+
+    Labels named ``trace_id`` (hex), ``parent_span_id``/``span_id`` (hex, all zeros = none),
+    ``span_monotonic_timestamp_ns`` (CLOCK_MONOTONIC), ``span_duration_ns`` and
+    ``span_name`` fill the span's fields (after their decoders); the others are string
+    attributes."""
+
+    ringbuf: str
+    name: str = ""
+    service: str = ""
+    labels: Sequence[Label] = ()
+
+
+@dataclass(frozen=True)
 class CgroupIdMap:
     name: str
     type: str
@@ -83,16 +98,16 @@ class Config:
     histograms: Sequence[Histogram] = ()
     kaddrs: Sequence[str] = ()
     cgroup_id_map: CgroupIdMap | None = None
+    spans: Sequence[Span] = ()
     #: the YAML file it came from (None: declared in Python)
     source: Path | None = None
     #: what reload compares: a changed fingerprint restarts the probe
     fingerprint: str = ""
-    spans_ignored: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.counters and not self.histograms:
-            raise AgentConfigError(f"config {self.name!r}: no metrics.counters or metrics.histograms to export "
-                                   "(tracing.spans are not supported by tracekit's agent yet)")
+        if not self.counters and not self.histograms and not self.spans:
+            raise AgentConfigError(f"config {self.name!r}: nothing to export: give metrics.counters, "
+                                   "metrics.histograms or tracing.spans")
         metrics: list[Counter | Histogram] = [*self.counters, *self.histograms]
         for m in metrics:
             if not m.name or not m.help:
@@ -228,13 +243,18 @@ def parse_config(name: str, text: str, object_path: Path | str, *, source: Path 
                             tuple(str(r) for r in cg.get("regexps") or ()))
         if cgmap.type not in ("hash", "cgrp_storage"):
             raise AgentConfigError(f"config {name!r}: cgroup_id_map type {cgmap.type!r} is not hash or cgrp_storage")
-    spans = (doc.get("tracing") or {}).get("spans") or ()
-    if not counters and not hists:
-        raise AgentConfigError(f"config {name!r}: no metrics.counters or metrics.histograms "
-                               + ("(tracing.spans are not supported by tracekit's agent yet)" if spans else ""))
+    spans = []
+    for sp in (doc.get("tracing") or {}).get("spans") or ():
+        ring = str(sp.get("ringbuf", ""))
+        if not ring:
+            raise AgentConfigError(f"config {name!r}: a tracing.spans entry needs 'ringbuf' (the ring buffer map)")
+        spans.append(Span(ringbuf=ring, name=str(sp.get("name") or ring), service=str(sp.get("service") or ""),
+                          labels=_labels(sp.get("labels"), f"config {name!r} span {ring!r}")))
+    if not counters and not hists and not spans:
+        raise AgentConfigError(f"config {name!r}: no metrics.counters, metrics.histograms or tracing.spans")
     return Config(name=name, object=Path(object_path) if not isinstance(object_path, Path) else object_path,
                   counters=counters, histograms=hists, kaddrs=tuple(str(k) for k in doc.get("kaddrs") or ()),
-                  cgroup_id_map=cgmap, source=source, fingerprint=fingerprint, spans_ignored=len(spans))
+                  cgroup_id_map=cgmap, spans=spans, source=source, fingerprint=fingerprint)
 
 
 def load_file(path: str | Path) -> Config:

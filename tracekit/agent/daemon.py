@@ -63,6 +63,7 @@ class RunningConfig:
         self.obj: Any = None
         self.probe: Any = None
         self.readers: list[MetricReader] = []
+        self.span_readers: list[Any] = []
         self.programs: list[ProgramState] = []
         self.up = False
         self.errors = 0
@@ -72,7 +73,8 @@ class RunningConfig:
         self._lost_final = 0
 
     def decoder_errors(self) -> int:
-        return sum(r.stats.decoder_errors for r in self.readers)
+        return (sum(r.stats.decoder_errors for r in self.readers)
+                + sum(r.decoder_errors for r in self.span_readers))
 
     def lost(self) -> int:
         if self.obj is None:
@@ -97,6 +99,7 @@ class RunningConfig:
             self.obj.close()
         self.obj = None
         self.readers = []
+        self.span_readers = []
         self.programs = []
         self.up = False
 
@@ -134,7 +137,8 @@ class Agent:
 
     def __init__(self, configs: Sequence[Config] = (), *, config_path: str | os.PathLike[str] | None = None,
                  names: Sequence[str] | None = None, listen: tuple[str, int] | None = DEFAULT_LISTEN,
-                 otlp_url: str | None = None, otlp_interval: float = 10.0, strict: bool = False,
+                 otlp_url: str | None = None, otlp_interval: float = 10.0, otlp_traces_url: str | None = None,
+                 strict: bool = False,
                  max_series: int = DEFAULT_MAX_SERIES, bpf_stats: bool = False,
                  cgroup_interval: float = 1.0) -> None:
         self.python_configs = list(configs)
@@ -143,6 +147,12 @@ class Agent:
         self.listen = listen
         self.otlp_url = otlp_url
         self.otlp_interval = otlp_interval
+        #: where tracing.spans go (default: beside otlp_url, .../v1/traces)
+        self.otlp_traces_url = otlp_traces_url
+        if otlp_traces_url is None and otlp_url:
+            from tracekit.agent.spans import traces_url
+
+            self.otlp_traces_url = traces_url(otlp_url)
         self.strict = strict
         self.max_series = max_series
         self.bpf_stats = bpf_stats
@@ -185,9 +195,6 @@ class Agent:
     def _start_config(self, cfg: Config) -> RunningConfig:
         rc = RunningConfig(cfg)
         t0 = time.perf_counter()
-        if cfg.spans_ignored:
-            log.warning("config %s: its %d tracing.spans are not exported (tracekit's agent exports metrics "
-                        "only, for now)", cfg.name, cfg.spans_ignored, extra={"config": cfg.name})
         try:
             obj, probe = _open(cfg)
             rc.obj, rc.probe = obj, probe
@@ -238,6 +245,15 @@ class Agent:
             if r.layout_error is not None:
                 log.error("config %s metric %s: %s", cfg.name, m.name, r.layout_error, extra={"config": cfg.name})
             rc.readers.append(r)
+
+        for sp in cfg.spans:
+            om = obj.maps.get(sp.ringbuf)
+            if om is None or om.type.name != "RINGBUF":
+                raise AgentConfigError(f"config {cfg.name!r}: tracing.spans names {sp.ringbuf!r}, which is not a "
+                                       "BPF_MAP_TYPE_RINGBUF map of the object")
+            from tracekit.agent.spans import SpanReader
+
+            rc.span_readers.append(SpanReader(cfg.name, sp, obj))
 
     def _attach(self, rc: RunningConfig) -> None:
         from tracekit.kernel.syscalls import bpf
@@ -417,6 +433,8 @@ class Agent:
                 if any(rc.config.cgroup_id_map for rc in self.probes.values()) or self.config_path:
                     tg.start_soon(self._cgroup_loop)
                 tg.start_soon(self._perf_loop)
+                if any(rc.span_readers for rc in self.probes.values()) or self.config_path:
+                    tg.start_soon(self._span_loop)
                 if handle_signals:
                     await tg.start(self._signals)
                 task_status.started(self.address)
@@ -455,6 +473,47 @@ class Agent:
                                 r.drain()
                             except TracekitError as e:
                                 log.warning("config %s: %s: %s", rc.config.name, r.metric.name, e)
+
+    async def _span_loop(self, interval: float = 0.2) -> None:
+        """Drain tracing.spans ring buffers and export their spans (in a worker thread)."""
+        exporter = None
+        if self.otlp_traces_url:
+            try:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            except ImportError:
+                log.error("tracing.spans need opentelemetry: pip install 'tracekit[otlp]'; spans are dropped")
+            else:
+                exporter = OTLPSpanExporter(endpoint=self.otlp_traces_url, timeout=5)
+
+        async def once() -> None:
+            batch: list[tuple[Any, list[Any]]] = []
+            with self._lock:
+                for rc in self.probes.values():
+                    for r in rc.span_readers:
+                        spans = r.drain(build=exporter is not None)
+                        if spans:
+                            batch.append((r, spans))
+            if not batch or exporter is None:
+                return
+            ok = await anyio.to_thread.run_sync(exporter.export, [sp for _, spans in batch for sp in spans])
+            for r, spans in batch:
+                if ok.name == "SUCCESS":
+                    r.exported += len(spans)
+                else:
+                    r.dropped += len(spans)
+
+        try:
+            while True:
+                await anyio.sleep(interval)
+                await once()
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await once()  # what the probes wrote before the stop
+                except Exception as e:  # noqa: BLE001 - shutdown goes on
+                    log.warning("final span export failed: %s", e)
+                if exporter is not None:
+                    exporter.shutdown()
 
     async def _cgroup_loop(self) -> None:
         from tracekit.agent import cgroups

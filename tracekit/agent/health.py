@@ -69,9 +69,17 @@ def self_families(agent: Any) -> list[Any]:
                 rt_ns, cnt = rc.run_stats(p)
                 run_time.add_sample(run_time.name, {"id": pid}, rt_ns / 1e9)
                 run_cnt.add_sample(run_cnt.name, {"id": pid}, float(cnt))
+    sp_out = fam("ebpf_exporter_spans_exported_total", "Spans of tracing.spans sent by OTLP", "counter")
+    sp_drop = fam("ebpf_exporter_spans_dropped_total", "Spans of tracing.spans not sent (no OTLP endpoint, "
+                  "or the push failed)", "counter")
+    for rc in agent.probes.values():
+        if rc.span_readers:
+            lb = {"config": rc.config.name}
+            sp_out.add_sample(sp_out.name, lb, float(sum(r.exported for r in rc.span_readers)))
+            sp_drop.add_sample(sp_drop.name, lb, float(sum(r.dropped for r in rc.span_readers)))
     scrape = fam("ebpf_exporter_scrape_duration_seconds", "Duration of the previous scrape of the maps")
     scrape.add_sample(scrape.name, {}, agent.last_scrape_seconds)
-    return [enabled, up, load_s, errs, dec, lost, dropped, info, attached, run_time, run_cnt, scrape]
+    return [enabled, up, load_s, errs, dec, lost, dropped, info, attached, run_time, run_cnt, sp_out, sp_drop, scrape]
 
 
 def health(agent: Any) -> tuple[int, bytes]:
