@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -81,6 +82,27 @@ def _isatty(f: Any) -> bool:
         return False
 
 
+def _buffer_stdout() -> None:
+    """Block-buffer a non-terminal stdout even under PYTHONUNBUFFERED/-u (which leave it
+    with no buffer at all: a write() per row): the tool flushes it itself, before every
+    wait of its reader and at exit, so no row waits longer than the next quiet moment."""
+    out = sys.stdout
+    if not getattr(out, "write_through", False) and not isinstance(getattr(out, "buffer", None), io.FileIO):
+        return
+    try:
+        fd = out.fileno()
+        out.flush()
+        sys.stdout = open(fd, "w", buffering=1 << 16, encoding=out.encoding, errors=out.errors,  # noqa: SIM115
+                          closefd=False)
+    except (AttributeError, ValueError, OSError):
+        pass
+
+
+async def _singles(events: Any) -> Any:
+    async for ev in events:
+        yield [ev]
+
+
 def _flush_stdout() -> None:
     # sys.stdout looked up at call time: run() swaps it for devnull after a broken pipe
     sys.stdout.flush()
@@ -107,6 +129,8 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
             sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         except (AttributeError, ValueError):
             pass
+    else:
+        _buffer_stdout()
 
     # Lost events are reported, never silent (issue 10): a line per second at most while
     # they happen, and the total at exit.
@@ -128,14 +152,14 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
                 if not interactive and reader is not None:
                     reader.on_wait = _flush_stdout
                 write = sys.stdout.write
-                async for ev in events:
+                # a batch at a time: one await and one write() call per burst, not per row
+                batches = events.batches() if hasattr(events, "batches") else _singles(events)
+                async for batch in batches:
                     lost.tick()
                     if args.json:
-                        write(json.dumps(to_json(ev)) + "\n")
+                        write("".join([json.dumps(to_json(ev)) + "\n" for ev in batch]))
                     else:
-                        line = row(ev)
-                        if line is not None:
-                            write(line + "\n")
+                        write("".join([line + "\n" for line in map(row, batch) if line is not None]))
 
     try:
         try:

@@ -89,6 +89,9 @@ class RecordStream:
         self._reg_loop: Any = None
         self._reg_fd = -1
         self._futs: list[Any] = []
+        self._skip_stale = False  # see _on_readable
+        self._trio_waits = 0
+        self._trio_fd = -1
         self._waiting = 0  # waits and fills in progress (a wake-up then is expected, not stray)
 
     # --- what subclasses provide -----------------------------------------------------------
@@ -160,6 +163,10 @@ class RecordStream:
         self._it = _EMPTY
         for scope in list(self._waiters):
             scope.cancel()
+        if self._trio_waits:
+            import trio
+
+            trio.lowlevel.notify_closing(self._trio_fd)
         # unregister before the fd closes (its number may be reused), then wake the waiters
         self._unregister()
         futs, self._futs = self._futs, []
@@ -170,7 +177,7 @@ class RecordStream:
             self._release()
         finally:
             if self._ep is not None:
-                if self._waiters:
+                if self._waiters or self._trio_waits:
                     self._ep_close_deferred = True  # the waiter's unwinding still uses the fd
                 else:
                     self._ep.close()
@@ -194,19 +201,35 @@ class RecordStream:
 
     def _on_readable(self) -> None:
         """asyncio reader callback: wake the waiters; with none, stop watching."""
+        # The select of the loop iteration right after a wake-up still sees the fd readable
+        # (the woken consumer runs after it and takes the records), so the callback it
+        # queues is stale: it would wake the consumer's next wait for nothing (a whole
+        # extra trip per event) or unregister it.  Skip callbacks until two iterations on.
+        # (No poll() to check: perf events' poll consumes their readiness.)
+        if self._skip_stale:
+            return
         futs = self._futs
         if futs:
             self._futs = []
             for fut in futs:
                 if not fut.done():
                     fut.set_result(None)
+            loop = self._reg_loop
+            if loop is not None:
+                self._skip_stale = True
+                # call_soon from a callback runs next iteration; from there, the one after
+                loop.call_soon(loop.call_soon, self._end_stale)
         elif not self._waiting:
             # Nobody will take the records until the consumer comes back: a level-triggered
             # readable fd would wake the loop on every iteration until then.
             self._unregister()
 
+    def _end_stale(self) -> None:
+        self._skip_stale = False
+
     def _unregister(self) -> None:
         loop, self._reg_loop = self._reg_loop, None
+        self._skip_stale = False
         if loop is not None:
             try:
                 loop.remove_reader(self._reg_fd)
@@ -236,10 +259,30 @@ class RecordStream:
                 self._waiting -= 1
                 if not fut.done():
                     fut.cancel()
-                    try:
-                        self._futs.remove(fut)
-                    except ValueError:
-                        pass
+                # a cancelled wait (asyncio cancels the awaited future too) leaves its future
+                try:
+                    self._futs.remove(fut)
+                except ValueError:
+                    pass
+            if self._closed:
+                raise ClosedError(f"{self._what()} was closed while waiting")
+            return
+        if _current_library() == "trio":
+            # trio's own wait (one epoll_ctl per wait, no anyio scope); close() wakes it with
+            # notify_closing, which trio delivers to waiters of any task
+            import trio
+
+            self._trio_fd = fd
+            self._trio_waits += 1
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            except trio.ClosedResourceError:
+                pass
+            finally:
+                self._trio_waits -= 1
+                if self._ep_close_deferred and not self._trio_waits and not self._waiters and self._ep is not None:
+                    self._ep.close()
+                    self._ep = None
             if self._closed:
                 raise ClosedError(f"{self._what()} was closed while waiting")
             return
@@ -249,7 +292,7 @@ class RecordStream:
                 await anyio.wait_readable(fd)
             finally:
                 self._waiters.discard(scope)
-                if self._ep_close_deferred and not self._waiters and self._ep is not None:
+                if self._ep_close_deferred and not self._waiters and not self._trio_waits and self._ep is not None:
                     self._ep.close()
                     self._ep = None
         if self._closed:
@@ -320,18 +363,37 @@ class _Batches:
 
     async def __anext__(self) -> list[Any]:
         st = self._stream
-        while not st._closed:
-            await anyio.lowlevel.checkpoint()
-            if st._closed:
-                break
-            batch = st.read_available(self._limit)
-            if batch:
-                return batch
-            try:
-                await st.wait()
-            except ClosedError:
-                break
+        waited = False
+        st._waiting += 1
+        try:
+            while not st._closed:
+                # as RecordStream._fill: a cancellation point before taking, one trip through
+                # the loop per batch taken without waiting, none extra after a wait
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                if st._closed:
+                    break
+                batch = st.read_available(self._limit)
+                if batch:
+                    if not waited:
+                        await anyio.lowlevel.cancel_shielded_checkpoint()
+                    return batch
+                try:
+                    await st.wait()
+                except ClosedError:
+                    break
+                waited = True
+        finally:
+            st._waiting -= 1
         raise StopAsyncIteration
+
+
+def _current_library() -> str | None:
+    import sniffio
+
+    try:
+        return sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return None
 
 
 def _running_asyncio_loop() -> Any:
@@ -408,6 +470,13 @@ class EventIterator:
             self.close()
             raise
 
+    def batches(self, limit: int | None = None) -> _EventBatches:
+        """The same events as non-empty lists, as the reader hands them over (decoded and
+        filtered; see :meth:`RecordStream.batches`): one await per batch instead of one per
+        event, for consumers that handle a burst at once (a tool writing its rows).  Same
+        lifetime rules: the reader is released when this loop ends or fails."""
+        return _EventBatches(self, limit)
+
     @property
     def reader(self) -> Any:
         """The reader this loop consumes (closed once the loop is over)."""
@@ -446,3 +515,32 @@ class EventIterator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _EventBatches:
+    """:meth:`EventIterator.batches`."""
+
+    __slots__ = ("_owner", "_inner")
+
+    def __init__(self, owner: EventIterator, limit: int | None) -> None:
+        self._owner = owner
+        self._inner = owner._reader.batches(limit)
+
+    def __aiter__(self) -> _EventBatches:
+        return self
+
+    async def __anext__(self) -> list[Any]:
+        o = self._owner
+        decode, keep = o._decode, o._keep
+        try:
+            while True:
+                batch = await self._inner.__anext__()
+                if decode is not None:
+                    batch = [ev for ev in map(decode, batch) if ev is not None]
+                if keep is not None:
+                    batch = list(filter(keep, batch))
+                if batch:
+                    return batch
+        except BaseException:
+            o.close()  # as EventIterator.__anext__: the loop is over
+            raise
