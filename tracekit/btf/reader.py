@@ -13,6 +13,8 @@ offsets continue where the base's end, exactly as the kernel numbers them.
 from __future__ import annotations
 
 import mmap
+import os
+import stat
 import struct
 import sys
 from array import array
@@ -193,7 +195,10 @@ class BTF:
     @classmethod
     def from_file(cls, path: str, base: BTF | None = None) -> BTF:
         """Read raw BTF (``/sys/kernel/btf/*``) or the ``.BTF`` section of an ELF file."""
-        with open(path, "rb") as f:
+        # O_NONBLOCK and regular files only: a FIFO at the path would block forever
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise BTFError(f"BTF {path!r} is not a regular file")
             data = f.read()
         return cls.from_bytes_or_elf(data, base, name=path)
 
