@@ -38,6 +38,7 @@ _DECLARATIONS = {
     "syscount": "tracekit.probes.syscount:SysCount",
     "biolatency": "tracekit.probes.biolatency:BioLatency",
     "biosnoop": "tracekit.probes.biosnoop:BioSnoop",
+    "runqlat": "tracekit.probes.runqlat:RunQLat",
     "funccount": "tracekit.probes.funccount:FuncCount",
     "profile": "tracekit.probes.profile:Profile",
     "offcputime": "tracekit.probes.offcputime:OffCPUTime",
