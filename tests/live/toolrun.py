@@ -75,7 +75,11 @@ class Tool:
             self.lines.append(line)
         return self.lines
 
-    def header(self, timeout: float = 30.0) -> str:
+    def header(self, timeout: float | None = None) -> str:
+        """The first line, printed once the probes are attached.  Start-up takes well under
+        a second here, but tens of seconds in an emulated guest (tests/vm)."""
+        if timeout is None:
+            timeout = 120.0 if os.environ.get("TRACEKIT_IN_VM") == "1" else 30.0
         return self.wait_for(lambda ls: len(ls) >= 1, timeout)[0]
 
     def stop(self, timeout: float = 30.0) -> list[str]:
