@@ -287,8 +287,11 @@ class Agent:
                     raise
 
     def start(self) -> None:
-        """Load every config (synchronously); ``strict`` raises on the first failure."""
+        """Load every config (synchronously); ``strict`` raises on the first failure.
+        Already started (e.g. by hand before :meth:`run`): nothing to do."""
         with self._lock:
+            if self.probes:
+                return
             if self.bpf_stats and self._stats_fd is None:
                 from tracekit.kernel.syscalls import bpf
 
