@@ -15,6 +15,13 @@
 #   profile blocks the tracefs mount.
 # - --pid=host makes the PIDs printed match the host's.
 # - /sys/kernel carries the kernel's BTF and tracefs.
+#
+# Agent mode: ebpf_exporter configs in ./configs, metrics on the host's 127.0.0.1:9435
+#   docker run -d --pid=host --cap-add SYS_ADMIN --security-opt seccomp=unconfined \
+#       --security-opt apparmor=unconfined -v /sys/kernel:/sys/kernel -v /sys/fs/cgroup:/sys/fs/cgroup:ro \
+#       -v "$PWD/configs:/etc/tracekit/agent:ro" -p 127.0.0.1:9435:9435 tracekit \
+#       tracekit agent --config /etc/tracekit/agent --listen 0.0.0.0:9435 --log-json
+# (docker kill -s HUP reloads the configs; docker stop detaches every probe)
 FROM debian:bookworm-slim
 
 # Behind a TLS-inspecting proxy (corporate networks, some CI machines) pip needs the
@@ -34,7 +41,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY tracekit ./tracekit
 COPY tools ./tools
-RUN PIP_CERT=/etc/ssl/certs/ca-certificates.crt pip install --no-cache-dir . && rm -rf /src
+RUN PIP_CERT=/etc/ssl/certs/ca-certificates.crt pip install --no-cache-dir '.[otlp]' && rm -rf /src
 
 WORKDIR /
+EXPOSE 9435
 CMD ["tracekit-execsnoop"]

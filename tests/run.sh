@@ -27,9 +27,10 @@ if [ "${TRACEKIT_SKIP_INSTALL:-0}" != 1 ]; then
     # systemtap-sdt-dev gives <sys/sdt.h> for the USDT test binaries; qemu-system-x86,
     # kmod, zstd and busybox-static boot the Debian kernels of the matrix (tests/vm), whose
     # packages apt-get downloads (so the lists must exist); python3-venv makes the venv;
-    # docker.io and debootstrap build and run the README's container (tests/live/test_docker.py).
+    # docker.io and debootstrap build and run the README's container (tests/live/test_docker.py);
+    # prometheus is the real server that scrapes the agent (tests/live/test_agent_exporters.py).
     need=()
-    for pkg in clang-19 llvm-19 bpftool libbpf-dev gcc systemtap-sdt-dev qemu-system-x86 kmod zstd busybox-static docker.io debootstrap; do
+    for pkg in clang-19 llvm-19 bpftool libbpf-dev gcc systemtap-sdt-dev qemu-system-x86 kmod zstd busybox-static docker.io debootstrap prometheus; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ "$base_python" = /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
