@@ -44,7 +44,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    import atheris
+    import atheris  # type: ignore[import-untyped]
 
     with atheris.instrument_imports(include=["tracekit"]):
         # imported here to be instrumented for coverage (several are imported lazily by

@@ -27,6 +27,7 @@ once).  :mod:`tests.fuzz.test_fuzz` drives both from pytest.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -651,7 +652,7 @@ def _confirm(kind: str, data: bytes, ctx: Context, pair: str, first: Outcome) ->
     """A timeout is re-run with 4x the budget: only a real hang (or a crash) is kept."""
     if first.status != "timeout":
         return first
-    again = classify(lambda: run_input(kind, data, ctx, pair), TIME_LIMIT * 4)
+    again = classify(functools.partial(run_input, kind, data, ctx, pair), TIME_LIMIT * 4)
     return again if again.status != "ok" and again.status != "error" else Outcome("ok")
 
 
@@ -680,7 +681,7 @@ def worker_loop(seed: int, seconds: float, out: Path, max_inputs: int = 0) -> di
         else:
             kind = s.kind
         t0 = time.process_time()
-        o = classify(lambda k=kind, d=data, p=pair: run_input(k, d, ctx, p))
+        o = classify(functools.partial(run_input, kind, data, ctx, pair))
         took = time.process_time() - t0
         if took > slowest:
             slowest, slowest_input = took, (corpus_name(kind, pair, data), data)
@@ -715,7 +716,7 @@ def replay(paths: list[Path]) -> list[dict[str, Any]]:
         if pair and pair not in objects:
             pair = next(iter(objects))
         data = p.read_bytes()
-        o = classify(lambda k=kind, d=data, q=pair: run_input(k, d, ctx, q))
+        o = classify(functools.partial(run_input, kind, data, ctx, pair))
         o = _confirm(kind, data, ctx, pair, o)
         if o.status not in ("ok", "error"):
             bad.append({"file": p.name, "status": o.status, "signature": o.signature, "detail": o.detail})

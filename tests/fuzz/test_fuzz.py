@@ -40,7 +40,8 @@ def _build_seeds() -> None:
 def _summary(stdout: str) -> dict[str, object]:
     for line in stdout.splitlines():
         if line.startswith("SUMMARY {"):
-            return json.loads(line.removeprefix("SUMMARY "))
+            got: dict[str, object] = json.loads(line.removeprefix("SUMMARY "))
+            return got
     return {}
 
 

@@ -216,6 +216,7 @@ def test_event_type_of_a_struct_that_contains_itself() -> None:
 def test_a_hostile_target_btf_fails_the_plan_with_a_tracekit_error() -> None:
     """CO-RE against a target whose task_struct members loop through typedefs."""
     spec = elf.load_spec(OPENSNOOP)
+    assert spec.btf is not None
     b = BTFBuilder.from_btf(spec.btf)
     loop = len(b)
     b.add_type(Type(Kind.TYPEDEF, "loop_a", type=loop + 1))
@@ -367,6 +368,7 @@ def test_a_target_with_thousands_of_namesakes_fails_fast() -> None:
     from tracekit.errors import CORERelocationError
 
     spec = elf.load_spec(OPENSNOOP)
+    assert spec.btf is not None
     names = {spec.btf.type(r.type_id).name for p in spec.programs.values() for r in p.core_relos}
     b = BTFBuilder.from_btf(spec.btf)
     i32 = b.add_type(INT)
