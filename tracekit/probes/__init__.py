@@ -39,6 +39,7 @@ _DECLARATIONS = {
     "biolatency": "tracekit.probes.biolatency:BioLatency",
     "biosnoop": "tracekit.probes.biosnoop:BioSnoop",
     "runqlat": "tracekit.probes.runqlat:RunQLat",
+    "cachestat": "tracekit.probes.cachestat:CacheStat",
     "funccount": "tracekit.probes.funccount:FuncCount",
     "profile": "tracekit.probes.profile:Profile",
     "offcputime": "tracekit.probes.offcputime:OffCPUTime",
