@@ -6,16 +6,14 @@ Columns: TIME PID IP LADDR:LPORT T> RADDR:RPORT STATE [SEQ]
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
-from collections import Counter
 from typing import Any
 
 from tracekit.probes._inet import TCP_STATES, addr, ip_version
-from tracekit.probes.tcpretrans import TLP, Retransmit, TcpRetrans
+from tracekit.probes.tcpretrans import TLP, Flow, Retransmit, TcpRetrans
 
-from .common import Clock, add_common, run, run_count
+from .common import Clock, add_common, run, run_summary
 
 EPILOG = """\
 examples:
@@ -63,16 +61,14 @@ def to_json(ev: Retransmit) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     family = socket.AF_INET if args.ipv4 else socket.AF_INET6 if args.ipv6 else 0
-    probe = TcpRetrans(targ_family=int(family), lossprobe=args.lossprobe)
     banner = "Tracing retransmits ... Hit Ctrl-C to end"
     if args.count:
-        counts: Counter[tuple[int, str, int, str, int]] = Counter()
+        # BCC counts in the kernel: a hash per flow, read (and reset) once at the end
+        counter = TcpRetrans(targ_family=int(family), lossprobe=args.lossprobe, count_mode=True)
+        once = argparse.Namespace(**{**vars(args), "interval": None, "count": None, "timestamp": False})
+        return run_summary(once, counter, lambda _: counter.pop_counts(), counts_text, counts_json, banner=banner)
 
-        def count(ev: Retransmit) -> None:
-            counts[(ev.af, addr(ev.af, ev.saddr), ev.lport, addr(ev.af, ev.daddr), ev.dport)] += 1
-
-        return run_count(args, probe, count, lambda: print_counts(args, counts), banner)
-
+    probe = TcpRetrans(targ_family=int(family), lossprobe=args.lossprobe)
     clock = Clock()
 
     def header() -> str:
@@ -89,17 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     return run(args, probe, header, row, to_json)
 
 
-def print_counts(args: argparse.Namespace, counts: Counter[tuple[int, str, int, str, int]]) -> None:
-    # BCC: ascending by count, endpoints as [addr]#port
-    flows = sorted(counts.items(), key=lambda kv: kv[1])
-    if args.json:
-        for (af, s, lport, d, dport), n in flows:
-            print(json.dumps({"ip": ip_version(af), "laddr": s, "lport": lport, "raddr": d, "rport": dport,
-                              "retransmits": n}))
-        return
-    print(f"\n{'LADDR:LPORT':<25} {'RADDR:RPORT':<25} {'RETRANSMITS':<10}")
-    for (_af, s, lport, d, dport), n in flows:
-        print(f"{f'[{s}]#{lport}':<20} <-> {f'[{d}]#{dport}':<20} {n:>10d}")
+def _flows(data: list[tuple[Flow, int]]) -> list[tuple[int, str, int, str, int, int]]:
+    # BCC: ascending by count
+    rows = [(k.af, addr(k.af, k.saddr), k.lport, addr(k.af, k.daddr), k.dport, n) for k, n in data]
+    return sorted(rows, key=lambda r: r[5])
+
+
+def counts_text(data: list[tuple[Flow, int]]) -> str:
+    lines = [f"{'LADDR:LPORT':<25} {'RADDR:RPORT':<25} {'RETRANSMITS':<10}"]
+    for _af, s, lport, d, dport, n in _flows(data):
+        lines.append(f"{f'[{s}]#{lport}':<20} <-> {f'[{d}]#{dport}':<20} {n:>10d}")
+    return "\n".join(lines)
+
+
+def counts_json(data: list[tuple[Flow, int]]) -> dict[str, Any]:
+    return {"flows": [{"ip": ip_version(af), "laddr": s, "lport": lport, "raddr": d, "rport": dport,
+                       "retransmits": n} for af, s, lport, d, dport, n in _flows(data)]}
 
 
 if __name__ == "__main__":

@@ -104,7 +104,10 @@ def test_tcpretrans_count_mode() -> None:
         if child is not None:
             child.wait(10)
         lst.close()
-    flows = [json.loads(ln) for ln in lines if ln.strip()]
+    # one JSON object per report (a single one, at Ctrl-C): {"ts", "time", "flows": [...]}
+    reports = [json.loads(ln) for ln in lines if ln.strip()]
+    assert len(reports) == 1, reports
+    flows = reports[0]["flows"]
     ours = [f for f in flows if f["rport"] == lst.port]
     assert ours == [{"ip": 4, "laddr": "127.0.0.1", "lport": lport, "raddr": "127.0.0.1", "rport": lst.port,
                      "retransmits": 1}], flows

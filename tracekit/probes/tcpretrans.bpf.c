@@ -16,6 +16,8 @@
 const volatile __u16 targ_family = 0;   /* AF_INET, AF_INET6 or 0 */
 /* user space loads the loss-probe program only when this is set (it needs kprobes) */
 const volatile bool lossprobe = false;
+/* count per flow in `counts` instead of sending events (BCC's -c) */
+const volatile bool count_mode = false;
 
 __u64 events_emitted = 0;
 TK_DROP_COUNTER(events);
@@ -25,6 +27,41 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 TK_EVENT_TYPE(events, struct event);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, struct flow);
+	__type(value, __u64);
+} counts SEC(".maps");
+
+__u64 flows_dropped = 0;    /* count_mode: `counts` full, a new flow not counted */
+
+static __always_inline void count_flow(const struct event *e)
+{
+	static const __u64 one = 1;
+	struct flow key = {};
+	__u64 *n;
+
+	key.af = e->af;
+	key.lport = e->lport;
+	key.dport = e->dport;
+	__builtin_memcpy(key.saddr, e->saddr, 16);
+	__builtin_memcpy(key.daddr, e->daddr, 16);
+	n = bpf_map_lookup_elem(&counts, &key);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	/* a racing first retransmit of the same flow on another CPU may win: then add to it */
+	if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST)) {
+		n = bpf_map_lookup_elem(&counts, &key);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			tk_count(flows_dropped);
+	}
+}
 
 /* Fill the address part of `e` from the socket itself. */
 static __always_inline void sock_ends(struct event *e, const struct sock *sk)
@@ -61,6 +98,13 @@ int tracepoint__tcp__tcp_retransmit_skb(struct tk_retransmit_args *ctx)
 
 	if (targ_family && family != targ_family)
 		return 0;
+	if (count_mode) {
+		struct event flow_ev = {};
+
+		sock_ends(&flow_ev, sk);
+		count_flow(&flow_ev);
+		return 0;
+	}
 	e = tk_ringbuf_reserve_or_drop(events, sizeof(*e));
 	if (!e)
 		return 0;
@@ -87,6 +131,13 @@ int BPF_KPROBE(kprobe__tcp_send_loss_probe, struct sock *sk)
 		return 0;
 	if (targ_family && family != targ_family)
 		return 0;
+	if (count_mode) {
+		struct event flow_ev = {};
+
+		sock_ends(&flow_ev, sk);
+		count_flow(&flow_ev);
+		return 0;
+	}
 	e = tk_ringbuf_reserve_or_drop(events, sizeof(*e));
 	if (!e)
 		return 0;

@@ -19,4 +19,14 @@ struct event {
 	__u8 daddr[16];
 };
 
+/* count_mode: retransmits per flow, counted in the kernel (BCC's -c) */
+struct flow {
+	__u16 af;
+	__u16 lport;
+	__u16 dport;
+	__u16 __pad;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
 #endif /* __TRACEKIT_TCPRETRANS_H */

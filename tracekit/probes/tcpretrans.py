@@ -33,6 +33,16 @@ class Retransmit(Protocol):
     daddr: bytes
 
 
+class Flow(Protocol):
+    """A key of the ``counts`` map (count_mode): struct flow of tcpretrans.h."""
+
+    af: int
+    lport: int
+    dport: int
+    saddr: bytes
+    daddr: bytes
+
+
 class TcpRetrans(Probe[Retransmit]):
     """Retransmits from the tracepoint; ``lossprobe=True`` adds the loss-probe kprobe and
     raises :class:`NotSupportedError` (saying why) on a kernel without kprobes."""
@@ -42,6 +52,16 @@ class TcpRetrans(Probe[Retransmit]):
 
     targ_family: int = 0         # AF_INET or AF_INET6 only (0: both)
     lossprobe: bool = False      # also trace tail loss probes (needs kprobes)
+    count_mode: bool = False     # count per flow in the kernel (map `counts`) instead of events
+
+    def pop_counts(self) -> list[tuple[Flow, int]]:
+        """count_mode: ``(flow, retransmits)`` since the last call, the map reset in the same pass."""
+        if self.obj is None or not self.obj.loaded:
+            from tracekit.errors import ClosedError
+
+            raise ClosedError("TcpRetrans is not started")
+        pairs: list[tuple[Flow, int]] = self.obj.maps["counts"].typed.pop_all()
+        return pairs
 
     def configure(self, obj: Object) -> None:
         prog = obj.programs[_TLP_PROGRAM]
