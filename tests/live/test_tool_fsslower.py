@@ -171,3 +171,23 @@ def _attached(pid: int) -> bool:
         with contextlib.suppress(OSError):
             n += os.readlink(f"/proc/{pid}/fd/{fd}") in ("anon_inode:bpf_link", "anon_inode:[perf_event]")
     return n >= 8  # every entry and exit hook
+
+
+def test_kprobe_programs_pass_the_verifier_here() -> None:
+    """This host cannot attach kprobes, but it loads them: the fallback programs' CO-RE
+    and verifier checks run on every kernel, not only in the guests."""
+    require_live()
+    import tracekit
+    from tracekit.probes import path
+
+    obj = tracekit.open(str(path("fsslower")))
+    try:
+        for p in obj.programs.values():
+            p.autoload = p.attach_kind in ("kprobe", "kretprobe")
+            if p.autoload:
+                p.set_attach_target("ext4_file_read_iter", check=False)
+        obj.load()
+        assert sorted(p.name for p in obj.programs.values() if p.loaded) == sorted(
+            f"{k}_{op}" for k in ("kprobe", "kretprobe") for op in ("read", "write", "open", "fsync"))
+    finally:
+        obj.close()

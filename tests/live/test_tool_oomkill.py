@@ -150,3 +150,18 @@ def _has_bpf_link(pid: int) -> bool:
             if os.readlink(f"/proc/{pid}/fd/{fd}") in ("anon_inode:bpf_link", "anon_inode:[perf_event]"):
                 return True
     return False
+
+
+def test_kprobe_program_passes_the_verifier_here() -> None:
+    """The kprobe hook loads on every kernel (this host cannot attach it, the guests do)."""
+    require_live()
+    import tracekit
+    from tracekit.probes import path
+
+    obj = tracekit.open(str(path("oomkill")))
+    try:
+        obj.programs["tp_mark_victim"].autoload = False
+        obj.load()
+        assert obj.programs["kprobe_oom_kill_process"].loaded
+    finally:
+        obj.close()

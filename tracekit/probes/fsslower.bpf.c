@@ -64,6 +64,7 @@ static __always_inline int leave(__s64 ret, enum fs_op op)
 	__u32 tid = (__u32)id;
 	struct data *d;
 	struct event *e;
+	struct file *fp;
 	const unsigned char *name;
 
 	d = bpf_map_lookup_elem(&starts, &tid);
@@ -88,7 +89,9 @@ static __always_inline int leave(__s64 ret, enum fs_op op)
 		e->size = ret;
 	e->pid = id >> 32;
 	bpf_get_current_comm(&e->task, sizeof(e->task));
-	name = BPF_CORE_READ(d->fp, f_path.dentry, d_name.name);
+	/* through a local: BPF_CORE_READ(d->fp, ...) would relocate struct data, ours, not the kernel's */
+	fp = d->fp;
+	name = BPF_CORE_READ(fp, f_path.dentry, d_name.name);
 	if (bpf_probe_read_kernel_str(&e->file, sizeof(e->file), name) < 0)
 		e->file[0] = '\0';
 	bpf_ringbuf_submit(e, 0);
