@@ -6,16 +6,14 @@ Columns: [TIME(s)] [UID] PID COMM IP SADDR [LPORT] DADDR DPORT
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
-from collections import Counter
 from typing import Any
 
 from tracekit.probes._inet import addr, ip_version, ports
-from tracekit.probes.tcpconnect import INVALID_UID, Connect, TcpConnect
+from tracekit.probes.tcpconnect import INVALID_UID, Connect, Flow, TcpConnect
 
-from .common import add_common, resolve_uid, run, run_count
+from .common import add_common, resolve_uid, run, run_summary
 
 EPILOG = """\
 examples:
@@ -66,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_probe(args: argparse.Namespace) -> TcpConnect:
+def make_probe(args: argparse.Namespace, *, count_mode: bool = False) -> TcpConnect:
     wanted = args.ports
 
     class _Filtered(TcpConnect):
@@ -75,7 +73,8 @@ def make_probe(args: argparse.Namespace) -> TcpConnect:
 
     family = socket.AF_INET if args.ipv4 else socket.AF_INET6 if args.ipv6 else 0
     return _Filtered(targ_tgid=args.pid or 0, targ_uid=args.uid if args.uid is not None else INVALID_UID,
-                     targ_family=int(family), cgroup=args.cgroup,
+                     targ_family=int(family), count_mode=count_mode, count_lport=count_mode and args.lport,
+                     cgroup=args.cgroup,
                      cgroupmap=args.cgroupmap, mntnsmap=args.mntnsmap)
 
 
@@ -90,13 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     probe = make_probe(args)
     banner = "Tracing connect ... Hit Ctrl-C to end"
     if args.count:
-        counts: Counter[tuple[int, str, str, int, int]] = Counter()
+        # BCC counts in the kernel: a hash per flow, read (and reset) once at the end
+        counter = make_probe(args, count_mode=True)
+        once = argparse.Namespace(**{**vars(args), "interval": None, "count": None, "timestamp": False})
 
-        def count(ev: Connect) -> None:
-            lport = ev.lport if args.lport else 0
-            counts[(ev.af, addr(ev.af, ev.saddr), addr(ev.af, ev.daddr), ev.dport, lport)] += 1
+        def collect(_: object) -> list[tuple[Flow, int]]:
+            return [(k, n) for k, n in counter.pop_counts() if not args.ports or k.dport in args.ports]
 
-        return run_count(args, probe, count, lambda: print_counts(args, counts), banner)
+        return run_summary(once, counter, collect, lambda d: counts_text(args, d), lambda d: counts_json(args, d),
+                           banner=banner)
 
     first_ts: list[int] = []
 
@@ -128,20 +129,28 @@ def main(argv: list[str] | None = None) -> int:
     return run(args, probe, header, row, to_json)
 
 
-def print_counts(args: argparse.Namespace, counts: Counter[tuple[int, str, str, int, int]]) -> None:
+def _flows(data: list[tuple[Flow, int]]) -> list[tuple[int, str, str, int, int, int]]:
     # BCC: IPv4 flows first, each family by count, descending
-    flows = sorted(counts.items(), key=lambda kv: (kv[0][0] != socket.AF_INET, -kv[1]))
-    if args.json:
-        for (af, s, d, dport, lport), n in flows:
-            obj: dict[str, Any] = {"ip": ip_version(af), "saddr": s, "daddr": d, "dport": dport, "connects": n}
-            if args.lport:
-                obj["lport"] = lport
-            print(json.dumps(obj))
-        return
-    head = f"\n{'LADDR':<25} {'RADDR':<25} {'RPORT':<20} {'CONNECTS':<10}"
-    print(head + (f" {'LPORT':<20}" if args.lport else ""))
-    for (_af, s, d, dport, lport), n in flows:
-        print(f"{s:<25} {d:<25} {dport:<20d} {n:<10d}" + (f" {lport:<20d}" if args.lport else ""))
+    rows = [(k.af, addr(k.af, k.saddr), addr(k.af, k.daddr), k.dport, k.lport, n) for k, n in data]
+    return sorted(rows, key=lambda r: (r[0] != socket.AF_INET, -r[5]))
+
+
+def counts_text(args: argparse.Namespace, data: list[tuple[Flow, int]]) -> str:
+    head = f"{'LADDR':<25} {'RADDR':<25} {'RPORT':<20} {'CONNECTS':<10}"
+    lines = [head + (f" {'LPORT':<20}" if args.lport else "")]
+    for _af, s, d, dport, lport, n in _flows(data):
+        lines.append(f"{s:<25} {d:<25} {dport:<20d} {n:<10d}" + (f" {lport:<20d}" if args.lport else ""))
+    return "\n".join(lines)
+
+
+def counts_json(args: argparse.Namespace, data: list[tuple[Flow, int]]) -> dict[str, Any]:
+    flows = []
+    for af, s, d, dport, lport, n in _flows(data):
+        obj: dict[str, Any] = {"ip": ip_version(af), "saddr": s, "daddr": d, "dport": dport, "connects": n}
+        if args.lport:
+            obj["lport"] = lport
+        flows.append(obj)
+    return {"flows": flows}
 
 
 if __name__ == "__main__":

@@ -102,9 +102,12 @@ def test_tcpconnect_count_mode_counts_three_connects() -> None:
     finally:
         tool.kill()
         srv.close()
-    objs = [json.loads(ln) for ln in lines if ln.strip()]
-    # -P keeps only the listener's port: the refused connect is not counted
-    assert objs == [{"ip": 4, "saddr": "127.0.0.1", "daddr": "127.0.0.1", "dport": port, "connects": 3}]
+    # one JSON object per report (a single one, at Ctrl-C); -P keeps only the listener's
+    # port: the refused connect is not counted
+    reports = [json.loads(ln) for ln in lines if ln.strip()]
+    assert len(reports) == 1, reports
+    assert reports[0]["flows"] == [{"ip": 4, "saddr": "127.0.0.1", "daddr": "127.0.0.1", "dport": port,
+                                    "connects": 3}]
 
 
 @pytest.mark.anyio

@@ -26,6 +26,9 @@
 const volatile __u32 targ_tgid = 0;
 const volatile __u32 targ_uid = INVALID_UID;
 const volatile __u16 targ_family = 0;    /* AF_INET, AF_INET6 or 0 */
+/* count per flow in `counts` instead of sending events (BCC's -c); count_lport keys by LPORT too */
+const volatile bool count_mode = false;
+const volatile bool count_lport = false;
 
 /* --cgroup / --cgroupmap / --mntnsmap (Probe(cgroup=, cgroupmap=, mntnsmap=)) */
 TK_DECLARE_CGROUP_FILTER();
@@ -69,6 +72,41 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 TK_EVENT_TYPE(events, struct event);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, struct flow);
+	__type(value, __u64);
+} counts SEC(".maps");
+
+__u64 flows_dropped = 0;    /* count_mode: `counts` full, a new flow not counted */
+
+static __always_inline void count_flow(const struct event *e)
+{
+	static const __u64 one = 1;
+	struct flow key = {};
+	__u64 *n;
+
+	key.af = e->af;
+	key.dport = e->dport;
+	key.lport = count_lport ? e->lport : 0;
+	__builtin_memcpy(key.saddr, e->saddr, 16);
+	__builtin_memcpy(key.daddr, e->daddr, 16);
+	n = bpf_map_lookup_elem(&counts, &key);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	/* a racing first connect of the same flow on another CPU may win: then add to it */
+	if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST)) {
+		n = bpf_map_lookup_elem(&counts, &key);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			tk_count(flows_dropped);
+	}
+}
 
 SEC("tracepoint/sock/inet_sock_set_state")
 int tracepoint__sock__inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
@@ -120,7 +158,7 @@ SEC("tracepoint/syscalls/sys_exit_connect")
 int tracepoint__syscalls__sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	const struct sock *sk;
-	struct event *e;
+	struct event ev, *e = &ev;
 	__u32 tgid, tid;
 	struct snapshot *snap;
 	__u64 *skp;
@@ -142,9 +180,7 @@ int tracepoint__syscalls__sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
 	if (!dport && (!snap || !snap->left || !snap->sport))
 		goto cleanup;
-	e = tk_ringbuf_reserve_or_drop(events, sizeof(*e));
-	if (!e)
-		goto cleanup;
+	/* built on the stack: it is either counted (count_mode) or sent */
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts = bpf_ktime_get_ns();
 	e->pid = tgid;
@@ -164,9 +200,13 @@ int tracepoint__syscalls__sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 		__builtin_memcpy(e->saddr, snap->saddr, 16);
 		__builtin_memcpy(e->daddr, snap->daddr, 16);
 	}
+	if (count_mode) {
+		count_flow(e);
+		goto cleanup;
+	}
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
-	tk_count(events_emitted);
+	if (!tk_ringbuf_output_or_drop(events, e, sizeof(*e)))
+		tk_count(events_emitted);
 cleanup:
 	bpf_map_delete_elem(&snapshots, skp);
 	bpf_map_delete_elem(&connecting, &tid);

@@ -22,4 +22,14 @@ struct event {
 	char comm[TASK_COMM_LEN];
 };
 
+/* count_mode: connects per flow, counted in the kernel (BCC's -c) */
+struct flow {
+	__u16 af;
+	__u16 lport;            /* 0 unless count_lport */
+	__u16 dport;
+	__u16 __pad;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
 #endif /* __TRACEKIT_TCPCONNECT_H */

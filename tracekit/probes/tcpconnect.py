@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from tracekit.errors import ClosedError
 from tracekit.probe import Probe
 from tracekit.probes._inet import addr
 
@@ -33,6 +34,16 @@ class Connect(Protocol):
     comm: str
 
 
+class Flow(Protocol):
+    """A key of the ``counts`` map (count_mode): struct flow of tcpconnect.h."""
+
+    af: int
+    lport: int       # 0 unless count_lport
+    dport: int
+    saddr: bytes
+    daddr: bytes
+
+
 class TcpConnect(Probe[Connect]):
     """sock:inet_sock_set_state + syscalls:sys_exit_connect; filters run in the kernel."""
 
@@ -42,6 +53,15 @@ class TcpConnect(Probe[Connect]):
     targ_tgid: int = 0              # process id to trace (0: all)
     targ_uid: int = INVALID_UID     # uid to trace
     targ_family: int = 0            # AF_INET or AF_INET6 only (0: both)
+    count_mode: bool = False        # count per flow in the kernel (map `counts`) instead of events
+    count_lport: bool = False       # count_mode: the local port is part of the flow
+
+    def pop_counts(self) -> list[tuple[Flow, int]]:
+        """count_mode: ``(flow, connects)`` since the last call, the map reset in the same pass."""
+        if self.obj is None or not self.obj.loaded:
+            raise ClosedError("TcpConnect is not started")
+        pairs: list[tuple[Flow, int]] = self.obj.maps["counts"].typed.pop_all()
+        return pairs
 
     @staticmethod
     def saddr_str(ev: Connect) -> str:
