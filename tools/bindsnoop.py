@@ -6,15 +6,13 @@ Columns: [TIME(s)] [UID] [RC] PID COMM PROT ADDR PORT OPTS IF
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections import Counter
 from typing import Any
 
 from tracekit.probes._inet import IPPROTO_NAMES, addr, ip_version, ports
-from tracekit.probes.bindsnoop import INVALID_UID, Bind, BindSnoop, opts_str
+from tracekit.probes.bindsnoop import INVALID_UID, Bind, BindKey, BindSnoop, opts_str
 
-from .common import add_common, add_container_filters, resolve_uid, run, run_count
+from .common import add_common, add_container_filters, resolve_uid, run, run_summary
 
 EPILOG = """\
 examples:
@@ -62,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_probe(args: argparse.Namespace) -> BindSnoop:
+def make_probe(args: argparse.Namespace, *, count_mode: bool = False) -> BindSnoop:
     wanted = args.ports
 
     class _Filtered(BindSnoop):
@@ -70,7 +68,7 @@ def make_probe(args: argparse.Namespace) -> BindSnoop:
             return not wanted or ev.port in wanted
 
     return _Filtered(targ_tgid=args.pid or 0, targ_uid=args.uid if args.uid is not None else INVALID_UID,
-                     ignore_errors=not args.errors, cgroup=args.cgroup,
+                     ignore_errors=not args.errors, count_mode=count_mode, cgroup=args.cgroup,
                      cgroupmap=args.cgroupmap, mntnsmap=args.mntnsmap)
 
 
@@ -89,12 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     probe = make_probe(args)
     banner = "Tracing binds ... Hit Ctrl-C to end"
     if args.count:
-        counts: Counter[tuple[str, int]] = Counter()
+        # BCC counts in the kernel: a hash per (address, port), read once at the end
+        counter = make_probe(args, count_mode=True)
+        once = argparse.Namespace(**{**vars(args), "interval": None, "count": None, "timestamp": False})
 
-        def count(ev: Bind) -> None:
-            counts[(addr(ev.af, ev.addr), ev.port)] += 1
+        def collect(_: object) -> list[tuple[BindKey, int]]:
+            return [(k, n) for k, n in counter.pop_counts() if not args.ports or k.port in args.ports]
 
-        return run_count(args, probe, count, lambda: print_counts(args, counts), banner)
+        return run_summary(once, counter, collect, counts_text, counts_json, banner=banner)
 
     pid_w, addr_w = (10, 39) if args.wide else (8, 15)
     first_ts: list[int] = []
@@ -127,16 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     return run(args, probe, header, row, to_json)
 
 
-def print_counts(args: argparse.Namespace, counts: Counter[tuple[str, int]]) -> None:
+def _keys(data: list[tuple[BindKey, int]]) -> list[tuple[str, int, int]]:
     # BCC: descending by count
-    flows = sorted(counts.items(), key=lambda kv: -kv[1])
-    if args.json:
-        for (a, port), n in flows:
-            print(json.dumps({"laddr": a, "lport": port, "binds": n}))
-        return
-    print(f"\n{'LADDR':<32} {'LPORT':>20}     {'BINDS':<10}")
-    for (a, port), n in flows:
-        print(f"{a:<32} {port:>20d}     {n:<10d}")
+    return sorted(((addr(k.af, k.addr), k.port, n) for k, n in data), key=lambda r: -r[2])
+
+
+def counts_text(data: list[tuple[BindKey, int]]) -> str:
+    lines = [f"{'LADDR':<32} {'LPORT':>20}     {'BINDS':<10}"]
+    lines += [f"{a:<32} {port:>20d}     {n:<10d}" for a, port, n in _keys(data)]
+    return "\n".join(lines)
+
+
+def counts_json(data: list[tuple[BindKey, int]]) -> dict[str, Any]:
+    return {"binds": [{"laddr": a, "lport": port, "binds": n} for a, port, n in _keys(data)]}
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@
 const volatile __u32 targ_tgid = 0;     /* 0: any process */
 const volatile __u32 targ_uid = INVALID_UID;
 const volatile bool ignore_errors = true;   /* drop failed binds (BCC without -E) */
+/* count per (address, port) in `counts` instead of sending events (BCC's --count) */
+const volatile bool count_mode = false;
 
 /* --cgroup / --cgroupmap / --mntnsmap (Probe(cgroup=, cgroupmap=, mntnsmap=)) */
 TK_DECLARE_CGROUP_FILTER();
@@ -53,6 +55,39 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 TK_EVENT_TYPE(events, struct event);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, struct bind_key);
+	__type(value, __u64);
+} counts SEC(".maps");
+
+__u64 keys_dropped = 0;     /* count_mode: `counts` full, a new address/port not counted */
+
+static __always_inline void count_bind(const struct event *e)
+{
+	static const __u64 one = 1;
+	struct bind_key key = {};
+	__u64 *n;
+
+	key.af = e->af;
+	key.port = e->port;
+	__builtin_memcpy(key.addr, e->addr, 16);
+	n = bpf_map_lookup_elem(&counts, &key);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	/* a racing first bind of the same key on another CPU may win: then add to it */
+	if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST)) {
+		n = bpf_map_lookup_elem(&counts, &key);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			tk_count(keys_dropped);
+	}
+}
 
 /* Before 6.6 the IP_* socket options were bitfields of inet_sock; CO-RE picks the layout. */
 struct inet_sock___old {
@@ -142,7 +177,7 @@ int tracepoint__syscalls__sys_exit_bind(struct trace_event_raw_sys_exit *ctx)
 	struct sockaddr_in6 sa = {};
 	const struct sock *sk;
 	struct args_t *args;
-	struct event *e;
+	struct event ev, *e = &ev;
 	__u32 tgid, tid;
 	__u16 family;
 	int ret = ctx->ret;
@@ -166,9 +201,7 @@ int tracepoint__syscalls__sys_exit_bind(struct trace_event_raw_sys_exit *ctx)
 	if (bpf_probe_read_user(&sa, sizeof(sa), (void *)args->uaddr))
 		bpf_probe_read_user(&sa, sizeof(struct sockaddr_in), (void *)args->uaddr);
 
-	e = tk_ringbuf_reserve_or_drop(events, sizeof(*e));
-	if (!e)
-		goto cleanup;
+	/* built on the stack: it is either counted (count_mode) or sent */
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts = bpf_ktime_get_ns();
 	e->pid = tgid;
@@ -185,9 +218,13 @@ int tracepoint__syscalls__sys_exit_bind(struct trace_event_raw_sys_exit *ctx)
 		__builtin_memcpy(e->addr, &((struct sockaddr_in *)&sa)->sin_addr, 4);
 	else
 		__builtin_memcpy(e->addr, &sa.sin6_addr, 16);
+	if (count_mode) {
+		count_bind(e);
+		goto cleanup;
+	}
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
-	tk_count(events_emitted);
+	if (!tk_ringbuf_output_or_drop(events, e, sizeof(*e)))
+		tk_count(events_emitted);
 cleanup:
 	bpf_map_delete_elem(&start, &tid);
 	return 0;

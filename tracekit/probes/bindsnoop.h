@@ -30,4 +30,11 @@ struct event {
 	char comm[TASK_COMM_LEN];
 };
 
+/* count_mode: binds per address and port, counted in the kernel (BCC's --count) */
+struct bind_key {
+	__u16 af;
+	__u16 port;
+	__u8 addr[16];
+};
+
 #endif /* __TRACEKIT_BINDSNOOP_H */

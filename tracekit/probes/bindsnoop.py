@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from tracekit.errors import ClosedError
 from tracekit.probe import Probe
 
 #: "no uid filter" (the probe's INVALID_UID)
@@ -40,6 +41,14 @@ def opts_str(opts: int) -> str:
     return "".join(c if opts & (1 << i) else "." for i, c in enumerate(OPT_LETTERS))
 
 
+class BindKey(Protocol):
+    """A key of the ``counts`` map (count_mode): struct bind_key of bindsnoop.h."""
+
+    af: int
+    port: int
+    addr: bytes
+
+
 class BindSnoop(Probe[Bind]):
     """syscalls:sys_{enter,exit}_bind; pid/uid filters and failed-bind dropping in the kernel."""
 
@@ -49,3 +58,11 @@ class BindSnoop(Probe[Bind]):
     targ_tgid: int = 0
     targ_uid: int = INVALID_UID
     ignore_errors: bool = True    # drop failed binds (BCC's default; -E / -x keeps them)
+    count_mode: bool = False      # count per (address, port) in the kernel (map `counts`) instead of events
+
+    def pop_counts(self) -> list[tuple[BindKey, int]]:
+        """count_mode: ``(key, binds)`` since the last call, the map reset in the same pass."""
+        if self.obj is None or not self.obj.loaded:
+            raise ClosedError("BindSnoop is not started")
+        pairs: list[tuple[BindKey, int]] = self.obj.maps["counts"].typed.pop_all()
+        return pairs
