@@ -47,9 +47,9 @@ examples:
   tracekit-killsnoop -T 189     # only trace target PID 189
   tracekit-killsnoop -s 9       # only trace signal 9
 
-Options and columns are BCC's killsnoop (kill(2) only, as BCC; tgkill and tkill are
-counted too, as libbpf-tools' sigsnoop -k does).  Hooks: tracepoints
-syscalls:sys_{enter,exit}_{kill,tkill,tgkill}; RESULT is 0 or -errno.
+Options and columns are BCC's killsnoop.  Unlike BCC's (kill(2) only), tkill(2) and
+tgkill(2) are traced too, as libbpf-tools' sigsnoop -k does.  Hooks: tracepoints
+syscalls:sys_{enter,exit}_{kill,tkill,tgkill} (no kprobes needed); RESULT is 0 or -errno.
 """
 
 
