@@ -153,6 +153,18 @@ class RecordStream:
             self._take(out, lim - len(out))
         return out
 
+    def wait_sync(self, timeout: float | None = None) -> bool:
+        """Block (no event loop) until records may be available or ``timeout`` seconds
+        pass; True if the fd became readable.  For synchronous consumers such as the
+        bundled tools' default loop: no asyncio or trio to import, and one poll() per
+        wake-up.  Ctrl-C interrupts it with KeyboardInterrupt."""
+        fd = self._wait_fd()
+        if self.on_wait is not None:
+            self.on_wait()
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        return bool(p.poll(None if timeout is None else max(0, int(timeout * 1000)) or 0))
+
     def close(self) -> None:
         """Release the kernel resources and wake any task waiting (idempotent)."""
         if self._closed:
@@ -469,6 +481,18 @@ class EventIterator:
             # reader's fds and mmaps open.
             self.close()
             raise
+
+    def read_available(self, limit: int | None = None) -> list[Any]:
+        """Synchronous: the decoded, filtered events available now (up to ``limit``
+        records taken; see :meth:`RecordStream.read_available`), without waiting; pair it
+        with ``reader.wait_sync()``.  The reader is released on close() as usual."""
+        batch = self._reader.read_available(limit)
+        decode, keep = self._decode, self._keep
+        if decode is not None:
+            batch = [ev for ev in map(decode, batch) if ev is not None]
+        if keep is not None:
+            batch = list(filter(keep, batch))
+        return batch
 
     def batches(self, limit: int | None = None) -> _EventBatches:
         """The same events as non-empty lists, as the reader hands them over (decoded and
