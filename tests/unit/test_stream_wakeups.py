@@ -169,3 +169,22 @@ async def test_event_iterator_batches_decode_filter_and_release(anyio_backend: s
     with pytest.raises(StopAsyncIteration):
         await it.__anext__()
     assert closed == [st]
+
+
+def test_sync_read_available_and_wait_sync() -> None:
+    """The tools' loop: no event loop at all."""
+    import time
+
+    st = PipeStream()
+    ev = EventIterator(st, decode=lambda x: x + 1, keep=lambda v: v % 2 == 0)
+    assert ev.read_available() == []
+    t0 = time.monotonic()
+    assert st.wait_sync(0.05) is False  # nothing: times out
+    assert time.monotonic() - t0 >= 0.04
+    flushed: list[int] = []
+    st.on_wait = lambda: flushed.append(1)
+    st.put(bytes([1, 2, 3, 5]))
+    assert st.wait_sync(5) is True and flushed == [1]
+    assert ev.read_available() == [2, 4, 6]  # decoded, 3 filtered out
+    ev.close()
+    assert st.closed
