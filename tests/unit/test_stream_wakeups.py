@@ -32,7 +32,7 @@ class PipeStream(RecordStream):
     def _take(self, out: list[Any], limit: int) -> int:
         self.takes += 1
         try:
-            b = os.read(self.r, limit)
+            b = os.read(self.r, min(limit, 65536))
         except BlockingIOError:
             return 0
         out.extend(b)
