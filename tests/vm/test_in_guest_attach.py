@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -51,6 +52,8 @@ GUEST_SUITE = [
     "tests/live/test_tool_funccount.py",
     "tests/live/test_tool_oomkill.py",
     "tests/live/test_tool_fsslower.py",
+    # biosnoop/cachestat fallback chains (kprobe/fentry branches), summary probes' CO-RE
+    "tests/live/test_tool_hooks.py",
 ]
 #: objects those suites build with tests.support.build_bpf_object (name, defines)
 SHARED_OBJECTS = [
@@ -90,6 +93,13 @@ def prebuilt_env() -> dict[str, str]:
     return env
 
 
+#: A guest kernel that oopses on an int3 it placed itself while live-patching its text
+#: (static keys flipped by perf events, kprobes), presumably because TCG let another vCPU
+#: run the breakpoint after the patch completed (cross-modifying code), so no handler
+#: claimed it. Seen once in ~6 attach-suite runs on 7.2 (in __schedule, at a static-key
+#: site): the suite then runs once more, saying so; any other guest death fails.
+STRAY_INT3 = re.compile(r"Oops: int3: ")
+
 #: the matrix: Debian's 6.1 and 6.12, and sid's newest kernel (whatever version it is)
 MATRIX = ["6.1", "6.12", "sid"]
 
@@ -122,12 +132,18 @@ def test_attach_suite_in_guest(series: str) -> None:
         f"check kprobes, kprobe.multi, fentry, uprobes and module BTF in its guest "
         f"(python -m tests.vm.runner --kernel {series} --shell) and add {got!r} to each it has")
     env = prebuilt_env()
-    out = io.BytesIO()
     cmd = ["python3", "-m", "pytest", "-q", "--color=no", "-p", "no:cacheprovider", "-o", "addopts=-ra",
            "--durations=8", *GUEST_SUITE]
-    res = runner.run(cmd, kernel, timeout=TIMEOUT, env=env, stdout=out, stderr=out)
-    text = out.getvalue().decode(errors="replace")
-    sys.stdout.write(f"--- guest {res.kernel} (boot {res.boot_seconds}s, cmd {res.cmd_seconds}s) ---\n{text}")
+    for attempt in (1, 2):
+        out = io.BytesIO()
+        res = runner.run(cmd, kernel, timeout=TIMEOUT, env=env, stdout=out, stderr=out)
+        text = out.getvalue().decode(errors="replace")
+        sys.stdout.write(f"--- guest {res.kernel} (boot {res.boot_seconds}s, cmd {res.cmd_seconds}s) ---\n{text}")
+        if attempt == 1 and res.returncode == runner.GUEST_DIED_EXIT and STRAY_INT3.search(res.console):
+            sys.stdout.write(f"--- {res.kernel} oopsed on a stray int3 while patching its own text "
+                             "(TCG, see STRAY_INT3): running the suite once more ---\n")
+            continue
+        break
     assert res.returncode == 0, f"guest suite on {res.kernel} exited {res.returncode}:\n{text[-12000:]}\n{res.notes}"
     # A skip inside the guest is a failure already (TRACEKIT_REQUIRE_LIVE=1 + need());
     # check that the suite really ran.
