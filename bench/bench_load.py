@@ -111,7 +111,8 @@ print((t1 - t0) * 1e3, bench_load.tracekit_open_load(tracekit, __import__('pathl
 """
 
 
-def run_tracekit_cold(path: Path, runs: int, *, disk_cache: bool = True) -> tuple[list[float], list[float]]:
+def run_tracekit_cold(path: Path, runs: int, *, disk_cache: bool = True,
+                      core: str = "auto") -> tuple[list[float], list[float]]:
     """First open+load in fresh interpreters; returns (import ms list, open+load ms list).
 
     ``disk_cache=False`` gives each interpreter an empty cache directory (XDG_CACHE_HOME):
@@ -122,7 +123,8 @@ def run_tracekit_cold(path: Path, runs: int, *, disk_cache: bool = True) -> tupl
     code = _COLD_SNIPPET.format(repo=str(REPO), bench=str(HERE), path=str(path))
     with tempfile.TemporaryDirectory() as shared:
         def once(cache_dir: str) -> tuple[float, float]:
-            env = dict(os.environ, XDG_CACHE_HOME=cache_dir)
+            # core: TRACEKIT_CORE (auto = the kernel's CO-RE where it can, user = tracekit's engine)
+            env = dict(os.environ, XDG_CACHE_HOME=cache_dir, TRACEKIT_CORE=core)
             res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
             if res.returncode != 0:
                 raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed")
@@ -173,13 +175,22 @@ def main(argv: list[str] | None = None) -> int:
             row["tracekit_open_load_min_ms"] = round(min(warm), 3)
             row["ratio_warm"] = round(statistics.median(warm) / base["libbpf_open_load_ms"], 2)
             if args.cold_runs > 0:
-                imports, cold = run_tracekit_cold(path, args.cold_runs, disk_cache=False)
-                _, started = run_tracekit_cold(path, args.cold_runs, disk_cache=True)
-                row["tracekit_import_ms"] = round(statistics.median(imports), 3)
-                row["tracekit_cold_open_load_ms"] = round(statistics.median(cold), 3)
-                row["ratio_cold"] = round(statistics.median(cold) / base["libbpf_open_load_ms"], 2)
-                row["tracekit_warm_start_open_load_ms"] = round(statistics.median(started), 3)
-                row["ratio_warm_start"] = round(statistics.median(started) / base["libbpf_open_load_ms"], 2)
+                # installed packages are byte-compiled; with PYTHONDONTWRITEBYTECODE (this VM)
+                # every fresh interpreter would otherwise compile tracekit from source
+                subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "tracekit")],
+                               capture_output=True)
+                # default path (kernel-side CO-RE where the kernel can) and the user-space
+                # engine (TRACEKIT_CORE=user), each cold (empty cache) and warm-start
+                for tag, core in (("", "auto"), ("user_", "user")):
+                    imports, cold = run_tracekit_cold(path, args.cold_runs, disk_cache=False, core=core)
+                    _, started = run_tracekit_cold(path, args.cold_runs, disk_cache=True, core=core)
+                    if not tag:
+                        row["tracekit_import_ms"] = round(statistics.median(imports), 3)
+                    row[f"tracekit_{tag}cold_open_load_ms"] = round(statistics.median(cold), 3)
+                    row[f"ratio_{tag}cold"] = round(statistics.median(cold) / base["libbpf_open_load_ms"], 2)
+                    row[f"tracekit_{tag}warm_start_open_load_ms"] = round(statistics.median(started), 3)
+                    row[f"ratio_{tag}warm_start"] = round(
+                        statistics.median(started) / base["libbpf_open_load_ms"], 2)
         except Exception as exc:   # report the baseline even when tracekit cannot load yet
             row["tracekit_error"] = f"{type(exc).__name__}: {exc}"
         results.append(row)

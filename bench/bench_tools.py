@@ -178,12 +178,20 @@ def bench_storm(runs: int, kind: str, n: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "out"
         for _ in range(runs):
+            # the generator alone: the BPF programs' added cost per traced call is the
+            # difference in its time per call with each tool attached
+            res_ = subprocess.run([str(C_BUILD / "storm"), kind, str(n)], capture_output=True, text=True, check=True)
+            res.setdefault("untraced_storm_events_per_s", []).append(n / (int(res_.stdout.split("elapsed_ns=")[1]) / 1e9))
             for who, cmd in (("c", _c_cmd(tool)), ("tracekit", _tool_cmd(tool))):
-                cpu, mine, rows, secs, _ = _storm_once(cmd, kind, n, out)
+                cpu, mine, _rows, secs, _ = _storm_once(cmd, kind, n, out)
                 res.setdefault(f"{who}_cpu_us_per_event", []).append(cpu / 1e3)
                 res.setdefault(f"{who}_drops_pct", []).append(100.0 * (n - mine) / n)
                 res.setdefault(f"{who}_storm_events_per_s", []).append(n / secs)
     row = {f"{kind}_{k}": _median(v) for k, v in res.items()}
+    base = statistics.median(res["untraced_storm_events_per_s"])
+    for who in ("c", "tracekit"):
+        row[f"{kind}_{who}_added_us_per_call"] = round(
+            1e6 / statistics.median(res[f"{who}_storm_events_per_s"]) - 1e6 / base, 3)
     row[f"{kind}_ratio_cpu_per_event"] = round(
         statistics.median(res["tracekit_cpu_us_per_event"]) / statistics.median(res["c_cpu_us_per_event"]), 2)
     return row

@@ -60,7 +60,7 @@ def _read_all(r: int) -> int:
         except BlockingIOError:
             return got
         if not b:
-            return -1 if not got else got
+            return got if got else -1
         got += len(b)
 
 
