@@ -60,17 +60,21 @@ static __always_inline __u32 rq_dev(struct request *rq)
 	return ((__u32)BPF_CORE_READ(disk, major) << 20) | (__u32)BPF_CORE_READ(disk, first_minor);
 }
 
-static __always_inline __u32 log2_u64(__u64 v)
+/*
+ * floor(log2 v), clamped to max - 1, as a bounded loop: every exit has a constant
+ * slot, which the 6.1 verifier follows (a branch-free log2 plus a clamp made it explore
+ * an impossible branch with inconsistent bounds and reject the map access).
+ */
+static __always_inline __u32 log2_slot(__u64 v, const __u32 max)
 {
-	__u32 r = 0, shift;
+	__u32 i;
 
-	shift = (v > 0xFFFFFFFFULL) << 5; v >>= shift; r |= shift;
-	shift = (v > 0xFFFF) << 4; v >>= shift; r |= shift;
-	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
-	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
-	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
-	r |= (v >> 1);
-	return r;
+	for (i = 0; i < max - 1; i++) {
+		if (v <= 1)
+			break;
+		v >>= 1;
+	}
+	return i;
 }
 
 static __always_inline int rq_start(struct request *rq, bool issue)
@@ -116,9 +120,7 @@ static __always_inline int rq_done(struct request *rq)
 		}
 	}
 	delta /= targ_ms ? 1000000U : 1000U;
-	slot = log2_u64(delta);
-	if (slot >= BIOLAT_MAX_SLOTS)
-		slot = BIOLAT_MAX_SLOTS - 1;
+	slot = log2_slot(delta, BIOLAT_MAX_SLOTS);
 	__sync_fetch_and_add(&h->slots[slot], 1);
 	__sync_fetch_and_add(&h->sum, delta);
 	return 0;

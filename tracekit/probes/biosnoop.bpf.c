@@ -5,8 +5,10 @@
  *
  * The starter is seen where the request is accounted: tracepoint block_io_start (6.5+,
  * tp_btf or raw_tp), else the function that tracepoint replaced, __blk_account_io_start
- * (5.16 .. 6.4) or blk_account_io_start (older), by fentry or kprobe; it runs in the
- * submitting task, so the current pid/comm are the issuer's.  Issue and completion come
+ * (5.16 .. 6.4) or blk_account_io_start (older), by fentry or kprobe; where that is
+ * inline (6.1), tracepoint block_getrq, keyed by disk and sector since it sees the bio,
+ * not yet the request.  All run in the submitting task, so the current pid/comm are the
+ * issuer's.  Issue and completion come
  * from block_rq_issue/block_rq_complete (tp_btf, else raw_tp).  The declaration picks
  * one program per hook.  Requests are keyed by their struct request pointer.
  */
@@ -34,6 +36,20 @@ struct {
 	__type(key, struct request *);
 	__type(value, struct who);
 } infobyreq SEC(".maps");
+
+/* block_getrq's key: the bio's disk and (whole-disk) start sector, the request's later */
+struct sector_key {
+	__u32 dev;
+	__u32 __pad;
+	__u64 sector;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, struct sector_key);
+	__type(value, struct who);
+} infobysector SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -79,6 +95,26 @@ static __always_inline int io_start(struct request *rq)
 	return 0;
 }
 
+static __always_inline int bio_start(struct bio *bio)
+{
+	struct sector_key key = {};
+	struct gendisk *disk;
+	struct who w = {};
+
+	disk = BPF_CORE_READ(bio, bi_bdev, bd_disk);
+	if (!disk)
+		return 0;
+	key.dev = ((__u32)BPF_CORE_READ(disk, major) << 20) | (__u32)BPF_CORE_READ(disk, first_minor);
+	if (filter_dev && key.dev != targ_dev)
+		return 0;
+	key.sector = BPF_CORE_READ(bio, bi_iter.bi_sector);
+	w.ts = bpf_ktime_get_ns();
+	w.pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(&w.comm, sizeof(w.comm));
+	bpf_map_update_elem(&infobysector, &key, &w, BPF_ANY);
+	return 0;
+}
+
 static __always_inline int rq_issue(struct request *rq)
 {
 	__u64 ts;
@@ -92,6 +128,7 @@ static __always_inline int rq_issue(struct request *rq)
 
 static __always_inline int rq_complete(struct request *rq, unsigned int nr_bytes)
 {
+	struct sector_key skey = {};
 	struct event *e;
 	struct who *w;
 	__u64 *tsp, now;
@@ -105,7 +142,11 @@ static __always_inline int rq_complete(struct request *rq, unsigned int nr_bytes
 		goto cleanup;
 	e->ts = now;
 	e->delta_ns = now - *tsp;
+	skey.dev = rq_dev(rq);
+	skey.sector = BPF_CORE_READ(rq, __sector);
 	w = bpf_map_lookup_elem(&infobyreq, &rq);
+	if (!w)
+		w = bpf_map_lookup_elem(&infobysector, &skey);
 	if (w) {
 		e->qdelta_ns = *tsp - w->ts;
 		e->pid = w->pid;
@@ -121,11 +162,12 @@ static __always_inline int rq_complete(struct request *rq, unsigned int nr_bytes
 	if (!e->len)
 		e->len = nr_bytes;
 	e->cmd_flags = BPF_CORE_READ(rq, cmd_flags);
-	e->dev = rq_dev(rq);
+	e->dev = skey.dev;
 	bpf_ringbuf_submit(e, 0);
 cleanup:
 	bpf_map_delete_elem(&start, &rq);
 	bpf_map_delete_elem(&infobyreq, &rq);
+	bpf_map_delete_elem(&infobysector, &skey);
 	return 0;
 }
 
@@ -151,6 +193,18 @@ SEC("kprobe/blk_account_io_start")
 int BPF_KPROBE(blk_account_io_start_kprobe, struct request *rq)
 {
 	return io_start(rq);
+}
+
+SEC("tp_btf/block_getrq")
+int BPF_PROG(block_getrq_btf, struct bio *bio)
+{
+	return bio_start(bio);
+}
+
+SEC("raw_tp/block_getrq")
+int BPF_PROG(block_getrq_raw, struct bio *bio)
+{
+	return bio_start(bio);
 }
 
 SEC("tp_btf/block_rq_issue")

@@ -28,15 +28,17 @@ class BlockIO(Protocol):
 
 
 class BioSnoop(Probe[BlockIO]):
-    """block_io_start (or blk_account_io_start), block_rq_issue, block_rq_complete."""
+    """block_io_start (or blk_account_io_start, or block_getrq), block_rq_issue, block_rq_complete."""
 
     object = "biosnoop"
     event = "event"
     fallbacks: ClassVar[dict[str, list[Alternative]]] = {
-        # tracepoint since 6.5; before, the function it replaced (renamed in 5.16)
+        # tracepoint since 6.5; before, the function it replaced (renamed in 5.16), and
+        # where that is inline (6.1) block_getrq, matched to the request by disk + sector
         "start": ["block_io_start_btf", "block_io_start_raw",
                   ("blk_account_io_start_fentry", "__blk_account_io_start"), "blk_account_io_start_fentry",
-                  ("blk_account_io_start_kprobe", "__blk_account_io_start"), "blk_account_io_start_kprobe"],
+                  ("blk_account_io_start_kprobe", "__blk_account_io_start"), "blk_account_io_start_kprobe",
+                  "block_getrq_btf", "block_getrq_raw"],
         "issue": ["block_rq_issue_btf", "block_rq_issue_raw"],
         "complete": ["block_rq_complete_btf", "block_rq_complete_raw"],
     }
