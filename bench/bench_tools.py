@@ -92,6 +92,7 @@ def _start(cmd: list[str], out: Path, timeout: float = 30.0) -> tuple[subprocess
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.PIPE, cwd=str(REPO))
     while time.perf_counter() - t0 < timeout:
         if out.stat().st_size and b"\n" in out.read_bytes()[:4096]:
+            proc.ready_cpu_ms = _cpu_ns(proc.pid) / 1e6  # type: ignore[attr-defined]
             return proc, time.perf_counter() - t0
         if proc.poll() is not None:
             break
@@ -116,32 +117,43 @@ def _median(xs: list[float]) -> float:
 
 
 def bench_startup(runs: int) -> dict[str, float]:
-    def wall(code: str) -> float:
+    def wall(code: str) -> tuple[float, float]:
+        """(wall ms, CPU ms of the child: user + system from wait4)"""
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
-        return (time.perf_counter() - t0) * 1e3
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd="/")
+        _, _, ru = os.wait4(proc.pid, 0)
+        proc.returncode = 0
+        return (time.perf_counter() - t0) * 1e3, (ru.ru_utime + ru.ru_stime) * 1e3
 
-    base, tk, mods = [], [], []
-    for _ in range(runs):  # interleaved: both see the same machine load
-        base.append(wall("pass"))
-        tk.append(wall("import tracekit"))
-        mods.append(wall("import tracekit, tracekit.object, tracekit.probe"))
-    return {"python_pass_ms": _median(base), "tracekit_import_ms": _median(tk),
-            "ratio_import": round(statistics.median(tk) / statistics.median(base), 2),
-            "tracekit_import_object_probe_ms": _median(mods)}
+    res: dict[str, list[float]] = {}
+    for _ in range(runs):  # interleaved: every variant sees the same machine load
+        for key, code in (("python_pass", "pass"), ("tracekit_import", "import tracekit"),
+                          ("tracekit_import_object_probe", "import tracekit.object, tracekit.probe")):
+            w, c = wall(code)
+            res.setdefault(f"{key}_ms", []).append(w)
+            res.setdefault(f"{key}_cpu_ms", []).append(c)
+    row = {k: _median(v) for k, v in res.items()}
+    row["ratio_import"] = round(row["tracekit_import_ms"] / row["python_pass_ms"], 2)
+    row["ratio_import_cpu"] = round(row["tracekit_import_cpu_ms"] / row["python_pass_cpu_ms"], 2)
+    return row
 
 
 def bench_ready(runs: int, tool: str) -> dict[str, float]:
-    c_ready, tk_ready, c_rss, tk_rss = [], [], [], []
+    c_ready, tk_ready, c_rss, tk_rss, c_cpu, tk_cpu = [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "out"
         for _ in range(runs):
-            for cmd, ready, rss in ((_c_cmd(tool), c_ready, c_rss), (_tool_cmd(tool), tk_ready, tk_rss)):
+            for cmd, ready, rss, cpu in ((_c_cmd(tool), c_ready, c_rss, c_cpu),
+                                         (_tool_cmd(tool), tk_ready, tk_rss, tk_cpu)):
                 proc, secs = _start(cmd, out)
                 ready.append(secs * 1e3)
+                cpu.append(proc.ready_cpu_ms)  # type: ignore[attr-defined]
                 rss.append(_stop(proc)[0])
+    # CPU until ready (on-CPU time, not wall): robust when other work shares the cores
     return {f"c_{tool}_ready_ms": _median(c_ready), f"tracekit_{tool}_ready_ms": _median(tk_ready),
             f"ratio_{tool}_ready": round(statistics.median(tk_ready) / statistics.median(c_ready), 2),
+            f"c_{tool}_ready_cpu_ms": _median(c_cpu), f"tracekit_{tool}_ready_cpu_ms": _median(tk_cpu),
+            f"ratio_{tool}_ready_cpu": round(statistics.median(tk_cpu) / statistics.median(c_cpu), 2),
             f"c_{tool}_peak_rss_mb": _median(c_rss), f"tracekit_{tool}_peak_rss_mb": _median(tk_rss)}
 
 
