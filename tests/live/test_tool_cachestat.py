@@ -71,11 +71,14 @@ def test_cold_read_misses_then_warm_read_hits(tmp_path: Path) -> None:
 
     cold = _interval_of(path)
     warm = _interval_of(path)
-    # the other processes of the machine add to both; the file's pages dominate
-    assert cold["misses"] >= PAGES * 0.95, cold
-    assert warm["hits"] >= PAGES, warm
-    assert warm["misses"] < PAGES * 0.05, warm
-    assert warm["hitratio"] > 90.0 and cold["hitratio"] < 50.0, (cold, warm)
+    # The counters are machine-wide: other processes' reads add hits and misses, and their
+    # writes subtract from misses (BCC's misses = insertions - dirtied pages), so the
+    # bounds leave room for a busy machine; the file's 8192 pages dominate both intervals.
+    assert cold["misses"] + cold["dirties"] >= PAGES * 0.9, cold
+    assert cold["hitratio"] < 50.0, cold
+    assert warm["hits"] >= PAGES * 0.9, warm
+    assert warm["misses"] < PAGES * 0.1, warm
+    assert warm["hitratio"] > 90.0, warm
 
 
 def test_columns_count_and_json() -> None:
