@@ -10,9 +10,9 @@ CLANG=${CLANG:-clang-19}
 CFLAGS=${CFLAGS:--O2 -g -Wall -Wextra -Wno-unused-parameter}
 mkdir -p "$OUT"
 
-for tool in load_baseline btf_baseline ringbuf_baseline probe_events snoop_front storm; do
+for tool in load_baseline btf_baseline ringbuf_baseline probe_events snoop_front storm hist_front wakeup_storm; do
 	[ -f "$HERE/$tool.c" ] || continue
-	$CC $CFLAGS -I "$HERE/../../tracekit/probes" -o "$OUT/$tool" "$HERE/$tool.c" -lbpf
+	$CC $CFLAGS -I "$HERE/../../tracekit/probes" -o "$OUT/$tool" "$HERE/$tool.c" -lbpf -lpthread
 done
 
 # The producer has no CO-RE needs: build it against the UAPI headers, not vmlinux.h.
