@@ -111,17 +111,26 @@ def _load_tracing(attach_type: int, btf_id: int, *, attach: bool) -> str | None:
         os.close(fd)
 
 
-def _kallsyms_has(name: str) -> bool:
-    # One streaming pass, no index kept: a fallback chain asks a handful of names once.
-    # Lines are "addr type name" or "addr type name\t[module]"; text symbols only.
-    with open("/proc/kallsyms", encoding="ascii", errors="replace") as f:
+@functools.lru_cache(maxsize=256)
+def kallsyms_has(name: str) -> bool:
+    """Whether ``name`` is a text symbol in /proc/kallsyms (memoized, bounded).
+
+    One streaming pass that compares bytes, no index kept: a tool asks a handful of names
+    once, and kallsyms is ~10 MB.  Lines are "addr type name[\tmodule]"."""
+    needle = b" " + name.encode() + b"\n"
+    needle_mod = b" " + name.encode() + b"\t"
+    with open("/proc/kallsyms", "rb") as f:
         for line in f:
-            parts = line.split(None, 3)
-            if len(parts) >= 3 and parts[2] == name and parts[1] in "tTwW":
+            if (line.endswith(needle) or needle_mod in line) and line[17:18] in b"tTwW" \
+                    and line.split(None, 3)[2] == name.encode():
                 return True
     return False
+
+
+_kallsyms_has = kallsyms_has
 
 
 def reset() -> None:
     """Forget memoized answers (after loading a module, in tests)."""
     _why.cache_clear()
+    kallsyms_has.cache_clear()

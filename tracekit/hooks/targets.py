@@ -40,11 +40,12 @@ def missing_target(kind: str, target: str) -> str | None:
             events = []
         return f"no tracepoint {target!r} (form: category/name)" + _close(target, events)
     if kind in ("kprobe", "kretprobe"):
+        from tracekit.hooks.fallback import kallsyms_has
+
         sym = target.split("+", 1)[0]
-        names = _kallsyms_text()
-        if sym in names:
+        if kallsyms_has(sym):  # the common case: one streaming pass, no set built
             return None
-        return f"no kernel function {sym!r} in /proc/kallsyms" + _close(sym, names)
+        return f"no kernel function {sym!r} in /proc/kallsyms" + _close(sym, _kallsyms_text())
     if kind in ("uprobe", "uretprobe"):
         path = target.rsplit(":", 1)[0]
         return None if os.path.exists(path) else f"no such file {path!r}"
