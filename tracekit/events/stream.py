@@ -379,15 +379,17 @@ class _Batches:
         st._waiting += 1
         try:
             while not st._closed:
-                # as RecordStream._fill: a cancellation point before taking, one trip through
-                # the loop per batch taken without waiting, none extra after a wait
-                await anyio.lowlevel.checkpoint_if_cancelled()
+                # a trip through the loop before each batch (fairness, and the cancellation
+                # point: nothing is taken if it raises), except right after a wait, which was
+                # one (at low rates every batch follows a wait: no second trip per event)
+                if waited:
+                    await anyio.lowlevel.checkpoint_if_cancelled()
+                else:
+                    await anyio.lowlevel.checkpoint()
                 if st._closed:
                     break
                 batch = st.read_available(self._limit)
                 if batch:
-                    if not waited:
-                        await anyio.lowlevel.cancel_shielded_checkpoint()
                     return batch
                 try:
                     await st.wait()
