@@ -250,6 +250,17 @@ def _hist_total(data: bytes) -> int:
     return total
 
 
+def _shape(tool: str, data: bytes) -> list[bytes]:
+    """What must be byte-identical between the two sides' output: opensnoop's header and
+    a generator row after its PID column; runqlat's banner, histogram header and bucket
+    labels (``low -> high :``) of the first slots (counts and bars differ run to run)."""
+    lines = data.splitlines()
+    if tool == "opensnoop":
+        row = next((ln for ln in lines if b" storm " in ln and ln.endswith(b"/dev/null")), b"")
+        return [lines[0] if lines else b"", row[6:]]
+    return [ln.split(b":")[0] + b":" if b"->" in ln else ln for ln in lines[:6]]
+
+
 def _sig(x: float) -> float:
     """``x`` to 4 significant digits (tiny per-event figures must not round to 0)."""
     return float(f"{x:.4g}")
@@ -291,6 +302,7 @@ def bench(tool: str, runs: int, n: int, report: list[str]) -> dict[str, float]:
     if tool == "opensnoop":
         for who in ("c", "tracekit"):
             row[f"{tool}_{who}_missing"] = n - statistics.median(res[who]["events"])
+    row[f"{tool}_same_rows"] = float(_shape(tool, samples["c"]) == _shape(tool, samples["tracekit"]))
     # the rows themselves: same layout on both sides (first lines of the last run)
     for who, data in samples.items():
         lines = data.decode(errors="replace").splitlines()
