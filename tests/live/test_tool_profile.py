@@ -63,7 +63,9 @@ def test_folded_user_stack_names_the_busy_function(spinner) -> None:
     assert frames[-2:] == ["main", SPIN_FUNC], out
     # 49 samples per CPU-second the spinner got (it shares 2 CPUs with the test and the tool)
     expected = 49 * used
-    assert 0.6 * expected <= int(count) <= 1.25 * expected + 3, (count, used)
+    # lower bound loose: on a loaded 2-core machine cpu-clock samples of a runnable but
+    # preempted spinner are not taken, while its CPU time is counted
+    assert 0.35 * expected <= int(count) <= 1.25 * expected + 3, (count, used)
 
 
 def test_default_output_is_bccs_block(spinner) -> None:

@@ -202,14 +202,16 @@ def sweep_stale_events(kind: str) -> list[str]:
     return removed
 
 
-_swept: set[str] = set()
+#: (pid, kind) already swept: keyed by pid so that a forked child, which inherits this set,
+#: still sweeps once itself (it may start after processes the parent outlived were killed)
+_swept: set[tuple[int, str]] = set()
 
 
 def sweep_once(kind: str) -> None:
     """Sweep events of dead tracekit processes once per process and kind, whichever way we
     attach: a probe through the PMU must clean up after a killed legacy user too.  Best
     effort: no tracefs, no privilege or no ``<kind>_events`` means nothing to sweep."""
-    if kind in _swept:
+    if (os.getpid(), kind) in _swept:
         return
     try:
         sweep_stale_events(kind)
@@ -217,7 +219,7 @@ def sweep_once(kind: str) -> None:
         if isinstance(e, SyscallError) and e.errno in RESOURCE_ERRNOS:
             raise  # out of fds now: the attach would fail next anyway, with the same truth
         log_sweep(kind, e)
-    _swept.add(kind)
+    _swept.add((os.getpid(), kind))
 
 
 def log_sweep(kind: str, e: BaseException) -> None:
