@@ -435,34 +435,3 @@ def container_filters(args: argparse.Namespace) -> dict[str, str]:
     """The Probe keyword arguments for the options of :func:`add_container_filters`."""
     return {k: v for k in ("cgroup", "cgroupmap", "mntnsmap") if (v := getattr(args, k, None))}
 
-
-# --- counting tools (tcpconnect -c, tcpretrans -c, bindsnoop --count) --------------------------
-
-
-def run_count(args: argparse.Namespace, probe: tracekit.Probe[Any], count: Callable[[Any], None],
-              report: Callable[[], None], banner: str | None = None) -> int:
-    """Feed every event to ``count`` until Ctrl-C or ``-d``, printing nothing per event,
-    then call ``report`` (which prints, honouring ``args.json`` itself).  ``banner`` goes
-    to stderr when tracing starts, so stdout holds only the report."""
-    quiet = argparse.Namespace(**{**vars(args), "json": False})
-
-    def header() -> None:
-        if banner:
-            print(banner, file=sys.stderr)
-        return None
-
-    def row(ev: Any) -> None:
-        count(ev)
-        return None
-
-    rc = run(quiet, probe, header, row, lambda ev: {})
-    if rc == 0:
-        try:
-            report()
-            sys.stdout.flush()
-        except BrokenPipeError:
-            try:
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - swallow the final flush
-            except OSError:
-                pass
-    return rc
