@@ -75,7 +75,7 @@ SHARED_OBJECTS = [
 ]
 OBJECTS = ["attach_probes.bpf.c", "attach_tracing.bpf.c", "attach_perfbuf.bpf.c"]
 #: per-kernel cap (boot included); the whole CI has 60 min for everything
-TIMEOUT = float(os.environ.get("TRACEKIT_VM_ATTACH_TIMEOUT", "900"))
+TIMEOUT = float(os.environ.get("TRACEKIT_VM_ATTACH_TIMEOUT", "1500"))
 
 
 def prebuilt_env() -> dict[str, str]:
