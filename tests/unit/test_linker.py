@@ -278,3 +278,21 @@ def test_dedup_cost(lib: Path, main_o: Path) -> None:
         best[dd] = min(times)
     # ~1300 input types: dedup adds a fraction of the link's own cost (measured ~1.1x)
     assert best[True] < 2 * best[False], best
+
+
+def test_a_modifier_cycle_in_an_input_is_an_error_not_a_hang() -> None:
+    """Hostile input (issue 10): two CONSTs pointing at each other in a library's BTF."""
+    from tracekit.btf.types import Kind, Type
+    from tracekit.btf.writer import BTFBuilder
+    from tracekit.errors import LinkerError
+    from tracekit.obj import linker
+
+    b = BTFBuilder()
+    b.add_type(Type(Kind.CONST, type=2))
+    b.add_type(Type(Kind.CONST, type=1))
+    bad = b.to_btf(name="lib.bpf.o")
+    ok = BTFBuilder()
+    ok.add_type(Type(Kind.INT, "int", size=4, bits=32))
+    m = linker._TypeMatcher(ok.to_btf(), bad)
+    with pytest.raises(LinkerError, match="chain longer than"):
+        m.mismatch(1, 1)

@@ -149,7 +149,11 @@ def load_target(path: str | os.PathLike[str]) -> BTF:
     """A user-given target BTF replacing the kernel's: raw BTF or an ELF with ``.BTF``."""
     p = os.fspath(path)
     try:
-        with open(p, "rb") as f:
+        # O_NONBLOCK: a FIFO given as the target must not hang us; then only regular files
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise BTFError(f"target BTF {p!r} is not a regular file")
             data = f.read()
     except OSError as e:
         raise BTFError(f"cannot read target BTF {p!r}: {e.strerror}") from None

@@ -51,7 +51,7 @@ from tracekit.btf.ext import (
     LINE_INFO_SIZE,
     BTFExt,
 )
-from tracekit.btf.reader import BTF
+from tracekit.btf.reader import BTF, MAX_CHAIN
 from tracekit.btf.types import (
     LINKAGE_EXTERN,
     LINKAGE_STATIC,
@@ -818,9 +818,13 @@ class _TypeMatcher:
         self.seen: set[tuple[int, int]] = set()
 
     def _skip(self, btf: BTF, tid: int) -> int:
-        while tid and btf.kind_of(tid) in _MODS:
+        # bounded: a hostile library's modifier cycle must end in an error, not a hang
+        for _ in range(MAX_CHAIN):
+            if not tid or btf.kind_of(tid) not in _MODS:
+                return tid
             tid = btf.type(tid).type
-        return tid
+        raise LinkerError(f"modifier/typedef chain longer than {MAX_CHAIN} at type [{tid}] "
+                          f"of {btf.name or 'an input'}: the input's BTF is malformed")
 
     def mismatch(self, ta: int, tb: int, *, top_proto: bool = False) -> str:
         ta, tb = self._skip(self.a, ta), self._skip(self.b, tb)
