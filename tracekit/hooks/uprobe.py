@@ -23,6 +23,7 @@ file's function symbols (one offset per address: aliases would run the program t
 from __future__ import annotations
 
 import ctypes
+import functools
 import errno as _errno
 import fnmatch
 import os
@@ -46,7 +47,7 @@ from tracekit.hooks.links import Link, attach_perf_event
 from tracekit.kernel.fd import FD
 from tracekit.kernel.syscalls import bpf as _bpf
 from tracekit.kernel.syscalls.bpf import ENOTSUPP
-from tracekit.uapi import AttachType, Cmd
+from tracekit.uapi import AttachType, Cmd, ProgType
 
 LIB_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
             "/usr/local/lib")
@@ -302,10 +303,36 @@ def match_symbols(path: str, pattern: str) -> list[tuple[str, int]]:
 
 
 def uprobe_multi_supported() -> bool:
-    """Whether the kernel has BPF_TRACE_UPROBE_MULTI links (Linux 6.6)."""
+    """Whether the kernel has BPF_TRACE_UPROBE_MULTI links (Linux 6.6).
+
+    Loading a kprobe program with that expected attach type is not proof: kernels before
+    6.6 do not check a kprobe program's expected attach type, so it loads there too.  The
+    link is the proof, as in libbpf: a link on "/" (not a regular file) fails with EBADF
+    only where the kernel knows uprobe.multi links (EINVAL elsewhere)."""
     from tracekit.kernel import features
 
-    return features.attach_type("trace_uprobe_multi")
+    if "attach_type_trace_uprobe_multi" in features._overrides:
+        return features._overrides["attach_type_trace_uprobe_multi"]
+    return features.attach_type("trace_uprobe_multi") and _uprobe_multi_link_probe()
+
+
+@functools.cache
+def _uprobe_multi_link_probe() -> bool:
+    from tracekit.obj.insn import encode, exit_insn, mov64_imm
+
+    fd, err, _ = _bpf.prog_load(ProgType.KPROBE, encode([mov64_imm(0, 0), exit_insn()]), license="GPL",
+                                name="tk_probe", expected_attach_type=AttachType.TRACE_UPROBE_MULTI)
+    if fd < 0 or err:
+        return False
+    try:
+        _link_create_uprobe_multi(fd, "/", [0], None, None, 0, -1, what="uprobe.multi feature probe").close()
+        return True  # (not expected: "/" is no ELF file)
+    except AttachError as e:
+        return "EBADF" in str(e)
+    except NotSupportedError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def attach_uprobe_multi(prog_fd: int, path: str, pattern: str | None = None, *,

@@ -231,9 +231,10 @@ def uprobe_multi_for_usdt() -> bool:
     """Whether USDT programs should be loaded for uprobe.multi links (Linux 6.6 with BPF
     cookies): decided once at load time, since such a program cannot be attached through
     perf events, nor a perf-event program through a uprobe.multi link."""
+    from tracekit.hooks.uprobe import uprobe_multi_supported
     from tracekit.kernel import features
 
-    return features.bpf_cookie() and features.attach_type("trace_uprobe_multi")
+    return features.bpf_cookie() and uprobe_multi_supported()
 
 
 def attach_usdt(prog_fd: int, path: str, provider: str, name: str, *, pool: SpecIds, pid: int = -1,
