@@ -23,9 +23,9 @@ file's function symbols (one offset per address: aliases would run the program t
 from __future__ import annotations
 
 import ctypes
-import functools
 import errno as _errno
 import fnmatch
+import functools
 import os
 import re
 import shutil
