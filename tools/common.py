@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
 
     # Lost events are reported, never silent (issue 10): a line per second at most while
     # they happen, and the total at exit.
-    from tracekit.events.lost import LostReporter
+    from tracekit import LostReporter
 
     lost = LostReporter(lambda: probe.lost)
 
@@ -326,7 +326,7 @@ def run_summary(args: argparse.Namespace, probe: tracekit.Probe[Any], collect: C
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     except (AttributeError, ValueError):
         pass
-    from tracekit.events.lost import LostReporter
+    from tracekit import LostReporter
 
     lost = LostReporter(lambda: probe.lost)
     interval = args.interval if getattr(args, "interval", None) else FOREVER

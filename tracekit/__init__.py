@@ -69,6 +69,8 @@ _LAZY = {
     "link": ("obj.linker", "link"),
     "LibraryView": ("library", "LibraryView"),
     "features": ("kernel.features", None),
+    # lost events, as tools report them ("Possibly lost N samples", at most once a second)
+    "LostReporter": ("events.lost", "LostReporter"),
 }
 
 
@@ -184,6 +186,7 @@ __all__ = [
     "EventStream",
     "KnobError",
     "LibraryView",
+    "LostReporter",
     "LoadError",
     "NotSupportedError",
     "Object",
