@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -19,6 +20,9 @@ from tests.support import require_live
 from tracekit.probes.bindsnoop import BindSnoop, opts_str
 
 pytestmark = pytest.mark.live
+#: the comm of this interpreter (and of children started with sys.executable): "python3"
+#: or "python" in a venv
+PY_COMM = Path("/proc/self/comm").read_text().strip()
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +77,7 @@ def test_bindsnoop_rows(errors: bool) -> None:
         rcs = [r.pop(0) for r in rows]
         assert rcs == ["0", "0", str(-errno.EADDRINUSE), "0"]
     pid = rows[0][0]
-    assert int(pid) != os.getpid() and all(r[0] == pid and r[1] == "python3" for r in rows)
+    assert int(pid) != os.getpid() and all(r[0] == pid and r[1] == PY_COMM for r in rows)
     # PID COMM PROT ADDR PORT OPTS IF
     expected = [["TCP", "127.0.0.1", str(port), "...R.", "0"], ["UDP", "127.0.0.1", str(port), ".....", "0"]]
     if errors:

@@ -20,6 +20,9 @@ from tests.support import require_live
 from tracekit.probes.sigsnoop import SRC_GENERATE, SRC_KILL, SigSnoop
 
 pytestmark = pytest.mark.live
+#: the comm of this interpreter (and of children started with sys.executable): "python3"
+#: or "python" in a venv
+PY_COMM = Path("/proc/self/comm").read_text().strip()
 
 # The killer is a child, so its rows are told apart from anything else on the machine
 KILLER = """
@@ -69,13 +72,13 @@ def test_kill_rows(tool: str, opts: tuple[str, ...]) -> None:
         t.kill()
     if tool == "killsnoop":
         # TIME PID COMM SIG TPID RESULT
-        assert [r[2:] for r in rows] == [["python3", "0", str(sleeper), "0"], ["python3", "15", str(sleeper), "0"],
-                                         ["python3", "0", str(unused), str(-errno.ESRCH)]]
+        assert [r[2:] for r in rows] == [[PY_COMM, "0", str(sleeper), "0"], [PY_COMM, "15", str(sleeper), "0"],
+                                         [PY_COMM, "0", str(unused), str(-errno.ESRCH)]]
     else:
         # TIME PID COMM SIG TPID TCOMM RESULT: TCOMM only where a signal was generated
-        assert [r[2:] for r in rows] == [["python3", "0", str(sleeper), "N/A", "0"],
-                                         ["python3", "15", str(sleeper), "sleep", "0"],
-                                         ["python3", "0", str(unused), "N/A", str(-errno.ESRCH)]]
+        assert [r[2:] for r in rows] == [[PY_COMM, "0", str(sleeper), "N/A", "0"],
+                                         [PY_COMM, "15", str(sleeper), "sleep", "0"],
+                                         [PY_COMM, "0", str(unused), "N/A", str(-errno.ESRCH)]]
 
 
 def test_killsnoop_failed_only_json() -> None:
@@ -89,7 +92,7 @@ def test_killsnoop_failed_only_json() -> None:
         t.kill()
     assert len(rows) == 1
     r = rows[0]
-    assert (r["sig"], r["tpid"], r["ret"], r["comm"], r["syscall"]) == (0, unused, -errno.ESRCH, "python3", "kill")
+    assert (r["sig"], r["tpid"], r["ret"], r["comm"], r["syscall"]) == (0, unused, -errno.ESRCH, PY_COMM, "kill")
 
 
 def _wait_attached_then_work(t: Tool) -> tuple[int, int, int]:
@@ -127,9 +130,9 @@ def test_sigsnoop_default_sees_sigterm_and_sigchld() -> None:
     # signal 0 never reaches signal_generate: only SIGTERM from the killer, and the
     # SIGCHLD that the sleeper's exit sends to it
     from_killer = [r[2:] for r in rows if r[1] == str(killer) and r[4] == str(sleeper)]
-    assert from_killer == [["python3", "SIGTERM", str(sleeper), "sleep", "0"]]
+    assert from_killer == [[PY_COMM, "SIGTERM", str(sleeper), "sleep", "0"]]
     from_sleeper = [r[2:] for r in rows if r[1] == str(sleeper)]
-    assert from_sleeper == [["sleep", "SIGCHLD", str(killer), "python3", "0"]]
+    assert from_sleeper == [["sleep", "SIGCHLD", str(killer), PY_COMM, "0"]]
 
 
 @pytest.mark.anyio

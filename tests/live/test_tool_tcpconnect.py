@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -19,6 +20,9 @@ from tests.support import require_live
 from tracekit.probes.tcpconnect import TcpConnect
 
 pytestmark = pytest.mark.live
+#: the comm of this interpreter (and of children started with sys.executable): "python3"
+#: or "python" in a venv
+PY_COMM = Path("/proc/self/comm").read_text().strip()
 
 
 @pytest.fixture(autouse=True)
@@ -79,8 +83,8 @@ def test_tcpconnect_rows_have_the_childs_pid_ports_and_addresses() -> None:
     pid = rows[0][2]
     ok, bad = rows
     # TIME(s) UID PID COMM IP SADDR LPORT DADDR DPORT
-    assert ok[1:] == [str(os.getuid()), pid, "python3", "4", "127.0.0.1", str(lport), "127.0.0.1", str(port)]
-    assert bad[2:6] == [pid, "python3", "4", "127.0.0.1"] and bad[7:] == ["127.0.0.1", str(refused)]
+    assert ok[1:] == [str(os.getuid()), pid, PY_COMM, "4", "127.0.0.1", str(lport), "127.0.0.1", str(port)]
+    assert bad[2:6] == [pid, PY_COMM, "4", "127.0.0.1"] and bad[7:] == ["127.0.0.1", str(refused)]
     assert int(bad[6]) > 0           # the port the refused SYN went from
     assert float(ok[0]) <= float(bad[0]) < 5.0    # seconds since the first event
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import anyio
 import pytest
@@ -17,6 +18,9 @@ from tests.support import require_live
 from tracekit.probes.tcplife import TcpLife
 
 pytestmark = pytest.mark.live
+#: the comm of this interpreter (and of children started with sys.executable): "python3"
+#: or "python" in a venv
+PY_COMM = Path("/proc/self/comm").read_text().strip()
 
 
 @pytest.fixture(autouse=True)
@@ -84,10 +88,10 @@ def test_tcplife_rows_for_both_ends() -> None:
     by_lport = {r[4]: r for r in rows}
     client, server = by_lport[str(cport)], by_lport[str(srv.port)]
     # PID COMM IP LADDR LPORT RADDR RPORT TX_KB RX_KB MS
-    assert client[:8] == [str(child_pid), "python3", "4", "127.0.0.1", str(cport), "127.0.0.1", str(srv.port),
+    assert client[:8] == [str(child_pid), PY_COMM, "4", "127.0.0.1", str(cport), "127.0.0.1", str(srv.port),
                           "100"]
     assert client[8] == "0"
-    assert server[:9] == [str(os.getpid()), "python3", "4", "127.0.0.1", str(srv.port), "127.0.0.1", str(cport),
+    assert server[:9] == [str(os.getpid()), PY_COMM, "4", "127.0.0.1", str(srv.port), "127.0.0.1", str(cport),
                           "0", "100"]
     assert 0 < float(client[9]) < 10_000 and 0 < float(server[9]) < 10_000
 
@@ -104,7 +108,7 @@ def test_tcplife_csv_with_time() -> None:
         tool.kill()
     client = next(r for r in rows if r[5] == str(cport))
     assert len(client[0]) == 8 and client[0].count(":") == 2
-    assert client[1:10] == [str(child_pid), "python3", "4", "127.0.0.1", str(cport), "127.0.0.1", str(srv.port),
+    assert client[1:10] == [str(child_pid), PY_COMM, "4", "127.0.0.1", str(cport), "127.0.0.1", str(srv.port),
                             "100", "0"]
 
 
@@ -124,5 +128,5 @@ async def test_tcplife_probe_bytes() -> None:
     # the kernel counts sequence space, so SYN and FIN may add one byte each to the data
     assert PAYLOAD <= client.tx_b <= PAYLOAD + 2 and client.rx_b <= 1 and client.pid == child_pid
     assert PAYLOAD <= server.rx_b <= PAYLOAD + 1 and server.tx_b <= 2 and server.pid == os.getpid()
-    assert client.comm == server.comm == "python3"
+    assert client.comm == server.comm == PY_COMM
     assert 0 < client.span_ns < 10 * 10**9
