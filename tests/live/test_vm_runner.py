@@ -110,7 +110,7 @@ def test_a_venv_under_tmp_is_the_guests_python(kernel: kernels.Kernel, tmp_path_
         Path(site, "tk_venv_marker.py").write_text("WHERE = __file__\n")
         res = subprocess.run(
             [py, "-m", "tests.vm.runner", "--kernel", kernel.series, "--timeout", "240", "--",
-             "python3", "-c", "import sys, pytest, tk_venv_marker; print(sys.prefix, tk_venv_marker.WHERE)"],
+             "python3", "-c", "import sys, tk_venv_marker; print(sys.prefix, tk_venv_marker.WHERE)"],
             cwd=CHECKOUT, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
         prefix, where = res.stdout.split()
