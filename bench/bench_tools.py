@@ -7,12 +7,15 @@ measured in the same invocation.
 Sections (each prints ``key=value`` lines, ratios are tracekit / baseline):
 
 - ``startup``: ``python -c 'import tracekit'`` against ``python -c pass`` (wall time, median
-  of ``--runs`` fresh interpreters; modules are byte-compiled first, as an installed
-  package is: this VM sets PYTHONDONTWRITEBYTECODE, so without it every import would be a
-  compile);
+  of ``--runs`` fresh interpreters), both with the interpreter of a real, non-editable
+  install of this checkout (bench/_venv.py: what ``pip install .`` gives a user; the
+  editable .venv's finder imports pathlib, inspect, ... at every start, which hides
+  tracekit's own imports); ``python_isolated_pass`` (``-I -S``) is the interpreter's floor;
 - ``ready``: a bundled tool started until its header is printed (programs attached),
-  tracekit-opensnoop / -execsnoop against ``bench/c/build/snoop_front`` (libbpf, same
-  object), and each one's peak RSS (``ru_maxrss`` of the exited process);
+  that install's ``bin/tracekit-opensnoop`` / ``-execsnoop`` against
+  ``bench/c/build/snoop_front`` (libbpf, same object), and each one's peak RSS
+  (``ru_maxrss`` of the exited process); ``editable_*``: the same tool run by the dev
+  .venv's interpreter, for comparison with older figures;
 - ``open``: one ``storm open N`` generator against each tool writing to a file: CPU per
   event (the tool's own on-CPU time from /proc/PID/task/*/schedstat, start-up excluded),
   rows seen for the generator and drops;
@@ -43,6 +46,9 @@ REPO = HERE.parent
 C_BUILD = HERE / "c" / "build"
 PROBES = REPO / "tracekit" / "probes"
 
+sys.path.insert(0, str(HERE))
+from _venv import installed_venv  # noqa: E402 - bench/ is not a package
+
 
 def _ensure_built() -> None:
     need = [C_BUILD / "snoop_front", C_BUILD / "storm"]
@@ -71,6 +77,11 @@ def _cpu_ns(pid: int) -> int:
 
 def _tool_cmd(tool: str) -> list[str]:
     return [sys.executable, "-c", f"import sys; from tracekit_tools.{tool} import main; sys.exit(main())"]
+
+
+def _installed_tool_cmd(tool: str) -> list[str]:
+    """The console script of a non-editable install: what a user runs."""
+    return [str(Path(installed_venv()) / "bin" / f"tracekit-{tool}")]
 
 
 def _c_cmd(tool: str) -> list[str]:
@@ -117,18 +128,23 @@ def _median(xs: list[float]) -> float:
 
 
 def bench_startup(runs: int) -> dict[str, float]:
+    python = str(Path(installed_venv()) / "bin" / "python")
+
     def wall(code: str) -> tuple[float, float]:
         """(wall ms, CPU ms of the child: user + system from wait4)"""
+        flags = ["-I", "-S"] if code == "-I -S pass" else []
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", code], cwd="/")
+        proc = subprocess.Popen([python, *flags, "-c", code.removeprefix("-I -S ")], cwd="/")
         _, _, ru = os.wait4(proc.pid, 0)
         proc.returncode = 0
         return (time.perf_counter() - t0) * 1e3, (ru.ru_utime + ru.ru_stime) * 1e3
 
     res: dict[str, list[float]] = {}
     for _ in range(runs):  # interleaved: every variant sees the same machine load
-        for key, code in (("python_pass", "pass"), ("tracekit_import", "import tracekit"),
-                          ("tracekit_import_object_probe", "import tracekit.object, tracekit.probe")):
+        for key, code in (("python_pass", "pass"), ("python_isolated_pass", "-I -S pass"),
+                          ("tracekit_import", "import tracekit"),
+                          ("tracekit_import_object_probe", "import tracekit.object, tracekit.probe"),
+                          ("tracekit_import_opensnoop_tool", "import tracekit_tools.opensnoop")):
             w, c = wall(code)
             res.setdefault(f"{key}_ms", []).append(w)
             res.setdefault(f"{key}_cpu_ms", []).append(c)
@@ -139,22 +155,24 @@ def bench_startup(runs: int) -> dict[str, float]:
 
 
 def bench_ready(runs: int, tool: str) -> dict[str, float]:
-    c_ready, tk_ready, c_rss, tk_rss, c_cpu, tk_cpu = [], [], [], [], [], []
+    """The installed tool against the C front end, plus the editable .venv's figure."""
+    res: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "out"
-        for _ in range(runs):
-            for cmd, ready, rss, cpu in ((_c_cmd(tool), c_ready, c_rss, c_cpu),
-                                         (_tool_cmd(tool), tk_ready, tk_rss, tk_cpu)):
+        for _ in range(runs):  # interleaved: every variant sees the same machine load
+            for who, cmd in (("c", _c_cmd(tool)), ("tracekit", _installed_tool_cmd(tool)),
+                             ("editable_tracekit", _tool_cmd(tool))):
                 proc, secs = _start(cmd, out)
-                ready.append(secs * 1e3)
-                cpu.append(proc.ready_cpu_ms)  # type: ignore[attr-defined]
-                rss.append(_stop(proc)[0])
-    # CPU until ready (on-CPU time, not wall): robust when other work shares the cores
-    return {f"c_{tool}_ready_ms": _median(c_ready), f"tracekit_{tool}_ready_ms": _median(tk_ready),
-            f"ratio_{tool}_ready": round(statistics.median(tk_ready) / statistics.median(c_ready), 2),
-            f"c_{tool}_ready_cpu_ms": _median(c_cpu), f"tracekit_{tool}_ready_cpu_ms": _median(tk_cpu),
-            f"ratio_{tool}_ready_cpu": round(statistics.median(tk_cpu) / statistics.median(c_cpu), 2),
-            f"c_{tool}_peak_rss_mb": _median(c_rss), f"tracekit_{tool}_peak_rss_mb": _median(tk_rss)}
+                res.setdefault(f"{who}_{tool}_ready_ms", []).append(secs * 1e3)
+                # CPU until ready (on-CPU time, not wall): robust when other work shares the cores
+                res.setdefault(f"{who}_{tool}_ready_cpu_ms", []).append(proc.ready_cpu_ms)  # type: ignore[attr-defined]
+                res.setdefault(f"{who}_{tool}_peak_rss_mb", []).append(_stop(proc)[0])
+    row = {k: _median(v) for k, v in res.items()}
+    for prefix in ("", "editable_"):
+        for what in ("ready", "ready_cpu"):
+            row[f"ratio_{prefix}{tool}_{what}"] = round(
+                row[f"{prefix}tracekit_{tool}_{what}_ms"] / row[f"c_{tool}_{what}_ms"], 2)
+    return row
 
 
 def _storm_once(cmd: list[str], kind: str, n: int, out: Path) -> tuple[float, int, int, float, str]:
@@ -194,18 +212,24 @@ def bench_storm(runs: int, kind: str, n: int) -> dict[str, float]:
             # difference in its time per call with each tool attached
             res_ = subprocess.run([str(C_BUILD / "storm"), kind, str(n)], capture_output=True, text=True, check=True)
             res.setdefault("untraced_storm_events_per_s", []).append(n / (int(res_.stdout.split("elapsed_ns=")[1]) / 1e9))
-            for who, cmd in (("c", _c_cmd(tool)), ("tracekit", _tool_cmd(tool))):
+            # tracekit_unbatched: the same tool with wake-up batching off (the design before
+            # RecordStream.batch_latency: one wake-up per record at low rates)
+            nobatch = [sys.executable, "-c", "import sys; from tracekit_tools import common; "
+                       f"common.BATCH_LATENCY = 0; from tracekit_tools.{tool} import main; sys.exit(main())"]
+            for who, cmd in (("c", _c_cmd(tool)), ("tracekit", _tool_cmd(tool)), ("tracekit_unbatched", nobatch)):
                 cpu, mine, _rows, secs, _ = _storm_once(cmd, kind, n, out)
                 res.setdefault(f"{who}_cpu_us_per_event", []).append(cpu / 1e3)
                 res.setdefault(f"{who}_drops_pct", []).append(100.0 * (n - mine) / n)
                 res.setdefault(f"{who}_storm_events_per_s", []).append(n / secs)
     row = {f"{kind}_{k}": _median(v) for k, v in res.items()}
     base = statistics.median(res["untraced_storm_events_per_s"])
-    for who in ("c", "tracekit"):
+    for who in ("c", "tracekit", "tracekit_unbatched"):
         row[f"{kind}_{who}_added_us_per_call"] = round(
             1e6 / statistics.median(res[f"{who}_storm_events_per_s"]) - 1e6 / base, 3)
     row[f"{kind}_ratio_cpu_per_event"] = round(
         statistics.median(res["tracekit_cpu_us_per_event"]) / statistics.median(res["c_cpu_us_per_event"]), 2)
+    row[f"{kind}_ratio_unbatched_cpu_per_event"] = round(
+        statistics.median(res["tracekit_unbatched_cpu_us_per_event"]) / statistics.median(res["c_cpu_us_per_event"]), 2)
     return row
 
 
