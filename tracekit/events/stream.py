@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import select
 import sys
+import time
 from itertools import islice
 from operator import length_hint
 from typing import Any
@@ -75,6 +76,15 @@ class RecordStream:
     #: called before every wait, i.e. once everything available was handed out (a tool
     #: flushes its buffered output here: at least once per batch, never per record)
     on_wait: Any = None
+    #: Wake-up batching, in seconds (0: off).  When two wake-ups come less than this apart
+    #: (a burst), the reader stops waiting on the fd and sleeps out the rest of the window
+    #: instead, so the records of a burst are handed over in batches of up to this age,
+    #: and the process wakes once per window rather than once per record.  A record that
+    #: arrives while the reader waits on the fd is handed over at once (no added latency
+    #: at low rates); while batching, none waits longer than this.  At an exec storm's
+    #: ~1,000 records/s each wake-up of a Python process costs ~40 us, ~4x the C front
+    #: end's whole cost per record (issue 13); the bundled tools set 10 ms.
+    batch_latency: float = 0.0
 
     def _init_stream(self, batch_size: int) -> None:
         self.batch_size = batch_size
@@ -93,6 +103,11 @@ class RecordStream:
         self._trio_waits = 0
         self._trio_fd = -1
         self._waiting = 0  # waits and fills in progress (a wake-up then is expected, not stray)
+        # wake-up batching (batch_latency): the last two wake-ups' times, whether records
+        # were taken since the last one, and whether the reader is batching a burst
+        self._prev_wake = self._last_wake = -1e18
+        self._got = False
+        self._burst = False
 
     # --- what subclasses provide -----------------------------------------------------------
 
@@ -151,7 +166,26 @@ class RecordStream:
         out = list(islice(self._it, lim)) if length_hint(self._it) else []
         if len(out) < lim:
             self._take(out, lim - len(out))
+        if out:
+            self._got = True
         return out
+
+    def _batch_delay(self) -> float | None:
+        """Seconds to sleep instead of waiting on the fd (None: wait on the fd); see
+        :attr:`batch_latency`.  Called right before a wait, i.e. with everything handed out."""
+        got, self._got = self._got, False
+        if not got:
+            # the last wake-up (or window) brought nothing: the burst is over, wait on the fd
+            self._burst = False
+            return None
+        if not self._burst and self._last_wake - self._prev_wake >= self.batch_latency:
+            return None  # an isolated wake-up: the next record is handed over as it comes
+        self._burst = True
+        # 0 when handling the window took longer than the window: take the next one now
+        return max(0.0, self._last_wake + self.batch_latency - time.monotonic())
+
+    def _woke(self) -> None:
+        self._prev_wake, self._last_wake = self._last_wake, time.monotonic()
 
     def wait_sync(self, timeout: float | None = None) -> bool:
         """Block (no event loop) until records may be available or ``timeout`` seconds
@@ -161,9 +195,21 @@ class RecordStream:
         fd = self._wait_fd()
         if self.on_wait is not None:
             self.on_wait()
+        delay = self._batch_delay() if self.batch_latency > 0 else None
+        if delay is not None:
+            # batching a burst: let the window fill instead of waking per record
+            if timeout is not None and timeout < delay:
+                time.sleep(max(0.0, timeout))
+                return False
+            time.sleep(delay)
+            self._woke()
+            return True
         p = select.poll()
         p.register(fd, select.POLLIN)
-        return bool(p.poll(None if timeout is None else max(0, int(timeout * 1000)) or 0))
+        ready = bool(p.poll(None if timeout is None else max(0, int(timeout * 1000)) or 0))
+        if ready:
+            self._woke()
+        return ready
 
     def close(self) -> None:
         """Release the kernel resources and wake any task waiting (idempotent)."""
@@ -254,6 +300,34 @@ class RecordStream:
         fd = self._wait_fd()
         if self.on_wait is not None:
             self.on_wait()
+        if self.batch_latency > 0:
+            delay = self._batch_delay()
+            if delay is not None:
+                await self._batch_sleep(delay)
+                return
+        await self._wait_readable(fd)
+        if self.batch_latency > 0:
+            self._woke()
+
+    async def _batch_sleep(self, delay: float) -> None:
+        """Sleep out a batching window (see :attr:`batch_latency`); close() ends it."""
+        # A readable fd left registered with asyncio would run the reader callback on every
+        # loop iteration while nobody waits: drop it for the window (one epoll_ctl each way).
+        self._unregister()
+        with anyio.CancelScope() as scope:
+            self._waiters.add(scope)
+            try:
+                await anyio.sleep(delay)
+            finally:
+                self._waiters.discard(scope)
+                if self._ep_close_deferred and not self._waiters and not self._trio_waits and self._ep is not None:
+                    self._ep.close()
+                    self._ep = None
+        if self._closed:
+            raise ClosedError(f"{self._what()} was closed while waiting")
+        self._woke()
+
+    async def _wait_readable(self, fd: int) -> None:
         loop = _running_asyncio_loop()
         if loop is not None:
             if self._reg_loop is not loop or self._reg_fd != fd:
@@ -324,6 +398,7 @@ class RecordStream:
                     return True  # another consumer refilled while we were suspended
                 pend: list[Any] = []
                 if self._take(pend, self.batch_size):
+                    self._got = True
                     self._it = iter(pend)
                     if not waited:
                         # Records without a wait (a busy ring): one trip through the event
