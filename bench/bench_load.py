@@ -16,6 +16,12 @@ invocation so both sides see the same machine load:
   processes, after ``import tracekit``, each with an empty on-disk cache) and
   "warm start" (the same, with the on-disk kernel BTF cache a previous process wrote).
 
+The fresh-process figures are taken twice: on the default path (kernel-side CO-RE, and
+the attach / kfunc / ksym ids looked up by the kernel: tracekit.kernel.btf_lookup) and
+with ``TRACEKIT_CORE=user`` (tracekit's own engine, which reads vmlinux BTF): keys with
+``user_``.  ``tracekit_[user_]cold_read_vmlinux`` says whether such a process read vmlinux
+BTF (1) or not (0).  runqlat (tp_btf programs) is in the default set for that reason.
+
 Programs whose tracepoint is missing on this kernel are switched off (autoload) on both
 sides, as the tools do.  Output: key=value lines per object (milliseconds), with
 ``ratio_warm`` / ``ratio_cold`` / ``ratio_warm_start`` = tracekit / libbpf (lower is better, 1.0 = parity).
@@ -107,13 +113,18 @@ t0 = time.perf_counter()
 import tracekit
 t1 = time.perf_counter()
 import bench_load
-print((t1 - t0) * 1e3, bench_load.tracekit_open_load(tracekit, __import__('pathlib').Path({path!r})))
+ms = bench_load.tracekit_open_load(tracekit, __import__('pathlib').Path({path!r}))
+import tracekit.kernel.btf as kb
+print((t1 - t0) * 1e3, ms, int(kb._vmlinux is not None))
 """
 
 
 def run_tracekit_cold(path: Path, runs: int, *, disk_cache: bool = True,
-                      core: str = "auto") -> tuple[list[float], list[float]]:
+                      core: str = "auto", read_vmlinux: list[int] | None = None) -> tuple[list[float], list[float]]:
     """First open+load in fresh interpreters; returns (import ms list, open+load ms list).
+
+    ``read_vmlinux`` (if given) collects, per timed run, 1 when the process read vmlinux
+    BTF (the user-space engine) and 0 when it did not (kernel CO-RE and look-ups).
 
     ``disk_cache=False`` gives each interpreter an empty cache directory (XDG_CACHE_HOME):
     the true first start (kernel BTF read and scanned); ``True`` shares one cache written
@@ -128,8 +139,11 @@ def run_tracekit_cold(path: Path, runs: int, *, disk_cache: bool = True,
             res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
             if res.returncode != 0:
                 raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed")
-            imp, load = res.stdout.split()
+            imp, load, vm = res.stdout.split()
+            last_vm[0] = int(vm)
             return float(imp), float(load)
+
+        last_vm = [0]
 
         if disk_cache:
             once(shared)  # writes the cache (at its exit)
@@ -141,6 +155,8 @@ def run_tracekit_cold(path: Path, runs: int, *, disk_cache: bool = True,
                     imp, load = once(empty)
             imports.append(imp)
             loads.append(load)
+            if read_vmlinux is not None:
+                read_vmlinux.append(last_vm[0])
     return imports, loads
 
 
@@ -149,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", "--iterations", type=int, default=20)
     ap.add_argument("-w", "--warmup", type=int, default=2)
     ap.add_argument("--cold-runs", type=int, default=3, help="fresh processes for the cold figure (0: skip)")
-    ap.add_argument("--objects", nargs="+", default=["opensnoop", "execsnoop"],
+    # runqlat: tp_btf programs (attach ids looked up in the kernel on the default path)
+    ap.add_argument("--objects", nargs="+", default=["opensnoop", "execsnoop", "runqlat"],
                     help="bundled probe names or paths to .bpf.o files")
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of key=value lines")
     args = ap.parse_args(argv)
@@ -182,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
                 # default path (kernel-side CO-RE where the kernel can) and the user-space
                 # engine (TRACEKIT_CORE=user), each cold (empty cache) and warm-start
                 for tag, core in (("", "auto"), ("user_", "user")):
-                    imports, cold = run_tracekit_cold(path, args.cold_runs, disk_cache=False, core=core)
+                    vm: list[int] = []
+                    imports, cold = run_tracekit_cold(path, args.cold_runs, disk_cache=False, core=core,
+                                                      read_vmlinux=vm)
+                    # 0: the cold process never read vmlinux BTF (kernel CO-RE + in-kernel look-ups)
+                    row[f"tracekit_{tag}cold_read_vmlinux"] = max(vm)
                     _, started = run_tracekit_cold(path, args.cold_runs, disk_cache=True, core=core)
                     if not tag:
                         row["tracekit_import_ms"] = round(statistics.median(imports), 3)

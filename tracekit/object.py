@@ -659,44 +659,151 @@ class Object:
         by_btf_id = any(p.attach_kind in BTF_ATTACH_KINDS and p.attach_target for p in enabled)
         kernel_externs = any(e.kind in ("kfunc", "ksym") for e in self.spec.externs.values())
         # Kernel-side CO-RE (tracekit.kernel.kcore) where the kernel can: no vmlinux BTF is
-        # read in this process unless something below really needs it (LazyTargets).
+        # read in this process unless something below really needs it (LazyTargets).  The
+        # BTF ids of attach targets and kfunc/ksym externs are then looked up by the kernel
+        # (tracekit.kernel.btf_lookup) where it can.
         self.core_path_reason = kcore.why_not(
             custom_btf=self._btf_target is not None, attach_by_btf_id=by_btf_id,
-            kernel_externs=kernel_externs, has_btf=self.spec.btf is not None)
+            kernel_externs=kernel_externs, has_btf=self.spec.btf is not None,
+            lookup=lambda: self._kernel_lookup_blocker(enabled))
         self._kcore_progs = set()
+        self._lookup_progs: set[str] = set()
+        self._kernel_extern_ids: dict[str, tuple[int, int] | None] | None = None
+        self._lookup_fds: dict[int, FD] = {}
+        self._replanned: dict[str, ProgramPlan] = {}  # plans redone in user space after a refusal
         self._user_relocator: Any = None
+        self._user_externs: Any = None
         targets: Sequence[BTF]
         kernel_targets: Sequence[BTF]
-        if self.core_path_reason is None:
-            # Link only (pure); the verifier applies the CO-RE records of each program.
-            plans = {p.name: link_program(self.spec, p) for p in enabled}
-            self._kcore_progs = {n for n, pl in plans.items() if pl.core_relos}
-            targets = kernel_targets = kcore.LazyTargets()
-        else:
-            targets = self._targets()
-            # A user-given BTF (btf=) only steers CO-RE, as libbpf's btf_custom_path: the ids the
-            # kernel checks (attach targets, kfuncs, ksyms) must come from the running kernel.
-            kernel_targets = targets
-            if self._btf_target is not None and (by_btf_id or kernel_externs):
-                kernel_targets = self._kernel_targets()
-            # Plans first: they are pure, so relocation errors surface before any kernel object exists.
-            # One CO-RE relocator shared by the programs of this load and dropped with it.
-            plans = plan_programs(self.spec, enabled, targets, attach_targets=kernel_targets)
-        if not plans:
-            raise LoadError(f"object {self.name!r}: no program is enabled (all have autoload=False)")
-        self._resolve_externs(plans, kernel_targets)
-        self._load_btf(plans)
-        if self._kcore_progs:
-            self._check_kernel_core(plans)
-        map_fds = self._create_maps()
-        self._init_slots(map_fds, uapi.MapType.PROG_ARRAY, exclude=True)
-        for name, plan in plans.items():
-            prog = self.programs[name]
-            prog.plan = plan
-            prog._fd = self._load_program(bpf, plan, map_fds, kernel_targets)
-        self._init_slots({n: p.fd for n, p in self.programs.items() if p.loaded}, uapi.MapType.PROG_ARRAY)
-        self._new_pins.clear()  # loaded: pins now belong to the system, as with libbpf
-        self._user_relocator = None
+        try:
+            if self.core_path_reason is None:
+                # Link only (pure); the verifier applies the CO-RE records of each program.
+                plans = {p.name: link_program(self.spec, p) for p in enabled}
+                self._kcore_progs = {n for n, pl in plans.items() if pl.core_relos}
+                targets = kernel_targets = kcore.LazyTargets()
+                if by_btf_id or kernel_externs:
+                    self._kernel_lookup(plans)
+            else:
+                targets = self._targets()
+                # A user-given BTF (btf=) only steers CO-RE, as libbpf's btf_custom_path: the ids the
+                # kernel checks (attach targets, kfuncs, ksyms) must come from the running kernel.
+                kernel_targets = targets
+                if self._btf_target is not None and (by_btf_id or kernel_externs):
+                    kernel_targets = self._kernel_targets()
+                # Plans first: they are pure, so relocation errors surface before any kernel object exists.
+                # One CO-RE relocator shared by the programs of this load and dropped with it.
+                plans = plan_programs(self.spec, enabled, targets, attach_targets=kernel_targets)
+            if not plans:
+                raise LoadError(f"object {self.name!r}: no program is enabled (all have autoload=False)")
+            self._resolve_externs(plans, kernel_targets)
+            self._load_btf(plans)
+            if self._kcore_progs:
+                self._check_kernel_core(plans)
+            map_fds = self._create_maps()
+            self._init_slots(map_fds, uapi.MapType.PROG_ARRAY, exclude=True)
+            for name, plan in plans.items():
+                prog = self.programs[name]
+                prog._fd = self._load_program(bpf, plan, map_fds, kernel_targets)
+                prog.plan = self._replanned.pop(name, plan)
+            self._init_slots({n: p.fd for n, p in self.programs.items() if p.loaded}, uapi.MapType.PROG_ARRAY)
+            self._new_pins.clear()  # loaded: pins now belong to the system, as with libbpf
+        finally:
+            # module BTF fds the kernel's look-ups installed: the loads are done with them
+            for f in self._lookup_fds.values():
+                f.close()
+            self._lookup_fds = {}
+            self._user_relocator = None
+            self._user_externs = None
+
+    # --- in-kernel BTF id look-ups (tracekit.kernel.btf_lookup) -------------------------------
+
+    def _kernel_lookup_blocker(self, enabled: Sequence[ProgramSpec]) -> str | None:
+        """Why the kernel cannot look up this object's attach / extern ids (None: it can)."""
+        from tracekit.kernel import btf_lookup
+        from tracekit.obj.plan import attach_btf_name
+
+        names = [a[0] for a in (attach_btf_name(p) for p in enabled) if a is not None]
+        for e in self.spec.externs.values():
+            if e.kind not in ("kfunc", "ksym"):
+                continue
+            if e.name != e.essential_name:
+                # flavors exist to be chosen by prototype, which needs the kernel's BTF here
+                return f"extern {e.name!r} has a ___flavor suffix (chosen by prototype in user space)"
+            names.append(e.essential_name)
+        long = [n for n in names if len(n.encode()) >= btf_lookup.NAME_MAX]
+        if long:
+            return f"BTF name {long[0]!r} is too long for the in-kernel look-up"
+        return btf_lookup.why_not()
+
+    def _kernel_lookup(self, plans: dict[str, ProgramPlan]) -> None:
+        """Attach ids (into the plans) and kfunc / typed ksym ids (for _resolve_externs),
+        looked up by the kernel.  Module hits: one fd per module BTF object, target
+        indices 1.. in order of first hit (the user path numbers its module targets
+        differently, but only their order reaches the instructions: fd_array slots)."""
+        from tracekit.btf.types import Kind
+        from tracekit.kernel import btf_lookup, kconfig
+        from tracekit.kernel.syscalls import bpf
+        from tracekit.obj.plan import attach_btf_name, attach_not_found
+
+        attach = {n: a for n, pl in plans.items() if (a := attach_btf_name(pl.spec)) is not None}
+        ext_keys = {e.name: (e.essential_name, Kind.FUNC if e.kind == "kfunc" else Kind.VAR)
+                    for e in self.spec.externs.values()
+                    if e.kind == "kfunc" or (e.kind == "ksym" and kconfig._typed(self.spec, e))}
+        found = btf_lookup.find([*attach.values(), *ext_keys.values()])
+        index: dict[tuple[str, int], tuple[int, int]] = {}
+        by_object: dict[int, int] = {}
+        try:
+            for key, f in found.items():
+                if f is None:
+                    continue
+                if f.module_fd is None:
+                    index[key] = (f.btf_id, 0)
+                    continue
+                oid = bpf.btf_info(f.module_fd.fd).id
+                t = by_object.get(oid)
+                if t is None:
+                    t = by_object[oid] = len(by_object) + 1
+                    self._lookup_fds[t] = f.module_fd
+                else:
+                    f.module_fd.close()  # the same module as an earlier hit: one fd is enough
+                index[key] = (f.btf_id, t)
+        except BaseException:
+            btf_lookup.close_all(found.values())  # idempotent: _load closes _lookup_fds again
+            raise
+        for name, a in attach.items():
+            got = index.get(a)
+            if got is None:
+                raise attach_not_found(plans[name].spec)
+            plans[name].attach_btf_id, plans[name].attach_btf_target = got
+            self._lookup_progs.add(name)
+        self._kernel_extern_ids = {n: index.get(k) for n, k in ext_keys.items()}
+        if self._kernel_extern_ids:
+            self._lookup_progs.update(n for n, pl in plans.items() if pl.extern_refs)
+
+    def _user_replan(self, plan: ProgramPlan) -> ProgramPlan:
+        """The plan of a program whose kernel-path load failed, made again entirely in user
+        space (CO-RE, attach id, extern ids with their prototype checks), so the retry
+        fails -- or works -- exactly as a TRACEKIT_CORE=user load would."""
+        from tracekit.kernel import kconfig
+        from tracekit.obj import externs
+        from tracekit.obj.plan import apply_core, find_attach_btf_id, new_relocator
+
+        new = link_program(self.spec, plan.spec)
+        new.func_info = plan.func_info  # as _load_btf prepared them (same layout)
+        targets = self._kernel_targets()
+        if new.core_relos and self.spec.btf is not None:
+            if self._user_relocator is None:
+                self._user_relocator = new_relocator(self.spec.btf, self._targets())
+            apply_core(new, self.spec.btf, self._user_relocator.targets, relocator=self._user_relocator)
+        find_attach_btf_id(new, targets)
+        if new.extern_refs:
+            if self._user_externs is None:
+                facts = kconfig.gather_facts(self.spec, targets, self._user_kconfig)
+                self._user_externs = externs.resolve_externs(self.spec, facts)
+            self._prog_externs[new.name] = externs.patch_program(new, self._user_externs)
+        self._kcore_progs.discard(new.name)
+        self._lookup_progs.discard(new.name)
+        return new
 
     # --- kernel-side CO-RE (tracekit.kernel.kcore) ------------------------------------------
 
@@ -758,7 +865,7 @@ class Object:
         from tracekit.obj import externs
 
         facts = kconfig.gather_facts(self.spec, targets, self._user_kconfig)
-        self._extern_res = externs.resolve_externs(self.spec, facts)
+        self._extern_res = externs.resolve_externs(self.spec, facts, kernel_ids=self._kernel_extern_ids)
         self._prog_externs = {n: externs.patch_program(p, self._extern_res) for n, p in plans.items() if p.extern_refs}
 
     def _load_btf(self, plans: dict[str, ProgramPlan] | None = None) -> None:
@@ -897,27 +1004,38 @@ class Object:
             gd._rebind(mm, writable=not s.readonly)
 
     def _load_program(self, bpf: Any, plan: ProgramPlan, map_fds: dict[str, int], targets: Sequence[BTF]) -> FD:
-        if plan.name not in self._kcore_progs:
+        kernel_core = plan.name in self._kcore_progs
+        if not kernel_core and plan.name not in self._lookup_progs:
             return self._load_program_once(bpf, plan, map_fds, targets)
         from tracekit.kernel import kcore
 
         try:
-            return self._load_program_once(bpf, plan, map_fds, targets, kernel_core=True)
+            return self._load_program_once(bpf, plan, map_fds, targets, kernel_core=kernel_core,
+                                           lookup_fds=self._lookup_fds)
         except (ResourceLimitError, PermissionDeniedError):
             raise  # the same limit or privilege would refuse the user-space retry
         except (VerifierError, SyscallError) as e:
-            # Refused with the kernel's CO-RE: load it again relocated in user space, whose
-            # report explains poisoned relocations (or which works on a kernel that does
-            # not take the records after all).
-            log.debug("program %s: kernel-side CO-RE load failed (%s); retrying in user space", plan.name, e)
-            self._user_core(plan)
+            # Refused with the kernel's CO-RE or ids the kernel looked up: load it again
+            # planned in user space, whose report explains poisoned relocations and
+            # mismatched kfunc prototypes (or which works on a kernel that does not take
+            # the records after all).
+            log.debug("program %s: kernel-side load failed (%s); retrying in user space", plan.name, e)
+            if plan.name in self._lookup_progs:
+                plan = self._replanned[plan.name] = self._user_replan(plan)
+                targets = self._kernel_targets()
+            else:
+                self._user_core(plan)
             fd = self._load_program_once(bpf, plan, map_fds, targets)
-            if kcore.is_unsupported_error(e.errno):
+            if kernel_core and kcore.is_unsupported_error(e.errno):
                 kcore.mark_unsupported()
             return fd
 
     def _load_program_once(self, bpf: Any, plan: ProgramPlan, map_fds: dict[str, int], targets: Sequence[BTF],
-                           *, kernel_core: bool = False) -> FD:
+                           *, kernel_core: bool = False, lookup_fds: dict[int, FD] | None = None) -> FD:
+        """``lookup_fds``: module BTF fds by target index when the plan's ids come from the
+        kernel's look-up (tracekit.kernel.btf_lookup; owned by _load), else None: the
+        indices are into ``targets``."""
+        lookup_fds = lookup_fds or {}
         spec = plan.spec
         raw_insns = plan.fill_fds(map_fds)
         # module BTF fds for kfuncs (fd_array) and typed ksyms of modules (ldimm64)
@@ -927,14 +1045,19 @@ class Object:
         if pe is not None:
             from tracekit.kernel import btf as kernel
 
+            raw: dict[int, int] = {}
             try:
                 for t in sorted(pe.targets):
-                    ext_fds[t] = kernel.module_btf_fd(targets[t])
+                    looked_up = lookup_fds.get(t)
+                    if looked_up is not None:
+                        raw[t] = looked_up.fd  # owned by _load (the kernel's look-up gave it)
+                    else:
+                        ext_fds[t] = kernel.module_btf_fd(targets[t])
+                        raw[t] = ext_fds[t].fd
             except BaseException:
                 for f in ext_fds.values():
                     f.close()
                 raise
-            raw = {t: f.fd for t, f in ext_fds.items()}
             pe.fill_btf_fds(raw_insns, raw)
             fd_array = pe.fd_array(raw)
         insns = encode(raw_insns)
@@ -943,10 +1066,14 @@ class Object:
         attach_btf_obj_fd = 0
         module_fd = None
         if plan.attach_btf_target > 0:
-            from tracekit.kernel import btf as kernel
+            looked = lookup_fds.get(plan.attach_btf_target)
+            if looked is not None:
+                attach_btf_obj_fd = looked.fd  # owned by _load
+            else:
+                from tracekit.kernel import btf as kernel
 
-            module_fd = kernel.module_btf_fd(targets[plan.attach_btf_target])
-            attach_btf_obj_fd = module_fd.fd
+                module_fd = kernel.module_btf_fd(targets[plan.attach_btf_target])
+                attach_btf_obj_fd = module_fd.fd
         try:
             return bpf.load_program(
                 prog_type=spec.prog_type,

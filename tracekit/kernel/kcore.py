@@ -15,7 +15,10 @@ same result or cannot explain a failure:
   in user space);
 - ``btf=`` targets (CO-RE against another kernel's BTF: only user space can);
 - programs that need a kernel BTF id resolved before load (tp_btf, fentry, lsm, iter:
-  the attach id) or kfunc/ksym externs (their ids, fd_array and prototype checks);
+  the attach id) or kfunc/ksym externs, *unless* the kernel can look the ids up itself
+  (:mod:`tracekit.kernel.btf_lookup`, Linux 5.14+) and the externs need no prototype
+  choice (no ``___flavor`` kfuncs/ksyms: choosing a flavor by prototype needs the
+  kernel's BTF in user space);
 - the BTF had to be rewritten for the kernel (sanitized or ``__arg_ctx`` clones): the
   records' string offsets point into the object's own string table;
 - a program the verifier rejects: it is loaded again with user-space CO-RE, whose
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tracekit.btf.ext import CORE_RELO_SIZE, CoreRelo
@@ -88,9 +91,16 @@ def is_unsupported_error(err: int) -> bool:
     return err in _UNSUPPORTED_ERRNOS
 
 
-def why_not(*, custom_btf: bool, attach_by_btf_id: bool, kernel_externs: bool, has_btf: bool) -> str | None:
+def why_not(*, custom_btf: bool, attach_by_btf_id: bool, kernel_externs: bool, has_btf: bool,
+            lookup: Callable[[], str | None] | None = None) -> str | None:
     """Why an object cannot use kernel-side CO-RE (None: it can).  The reasons are the
-    facts only user space can handle (see the module docstring)."""
+    facts only user space can handle (see the module docstring).
+
+    Attach-by-BTF-id programs and kfunc/ksym externs need kernel BTF ids before the load:
+    ``lookup`` says whether the kernel can find them itself (None: it can; see
+    :mod:`tracekit.kernel.btf_lookup` and ``Object._kernel_lookup_blocker``); without it
+    they keep the object in user space.
+    """
     m = mode()
     if m == "user":
         return f"{_ENV}=user"
@@ -98,12 +108,14 @@ def why_not(*, custom_btf: bool, attach_by_btf_id: bool, kernel_externs: bool, h
         return "the object has no BTF"
     if custom_btf:
         return "btf= target (CO-RE against another kernel's BTF)"
-    if attach_by_btf_id:
-        return "a program attaches by kernel BTF id (tp_btf/fentry/lsm/iter)"
-    if kernel_externs:
-        return "kfunc/ksym externs"
     if not kernel_supported():
         return f"kernel {os.uname().release} is older than {MIN_KERNEL[0]}.{MIN_KERNEL[1]}"
+    if attach_by_btf_id or kernel_externs:
+        why = lookup() if lookup is not None else "no in-kernel BTF look-up"
+        if why is not None:
+            what = ("a program attaches by kernel BTF id (tp_btf/fentry/lsm/iter)" if attach_by_btf_id
+                    else "kfunc/ksym externs")
+            return f"{what}: {why}"
     return None
 
 

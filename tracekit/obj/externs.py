@@ -155,8 +155,15 @@ class ProgramExterns:
 # --- resolution ------------------------------------------------------------------------
 
 
-def resolve_externs(spec: ObjectSpec, facts: KernelFacts) -> ExternResolution:
+def resolve_externs(spec: ObjectSpec, facts: KernelFacts,
+                    kernel_ids: Mapping[str, tuple[int, int] | None] | None = None) -> ExternResolution:
     """Resolve every kernel extern of ``spec``; raise ExternError for strong failures.
+
+    ``kernel_ids`` (extern name -> ``(btf_id, target index)``, None: no kernel BTF has it)
+    gives ids the kernel found itself (tracekit.kernel.btf_lookup) for kfuncs and typed
+    ksyms: they are taken as they are, without reading ``facts.targets`` -- so without
+    the prototype / type compatibility checks, which need the kernel's BTF here (the
+    verifier still checks every use against the kernel's types).
 
     Externs left for another BPF object (``kind`` ``func``/``var``) are not kernel
     externs; they are reported when a program actually references them
@@ -171,7 +178,9 @@ def resolve_externs(spec: ObjectSpec, facts: KernelFacts) -> ExternResolution:
     kdata = bytearray(spec.maps[kconfig_map].value_size if kconfig_map else 0)
     for ext in spec.externs.values():
         try:
-            if ext.kind == "kfunc":
+            if kernel_ids is not None and ext.name in kernel_ids:
+                r = _resolve_by_kernel_id(spec, ext, kernel_ids[ext.name])
+            elif ext.kind == "kfunc":
                 r = _resolve_kfunc(spec, ext, facts)
             elif ext.kind == "ksym":
                 r = _resolve_ksym(spec, ext, facts)
@@ -256,6 +265,30 @@ def _resolve_kfunc(spec: ObjectSpec, ext: ExternSpec, facts: KernelFacts) -> Res
             f"calls with bpf_ksym_exists() to run on kernels without it"
         )
     raise ExternError(f"kfunc {ext.name!r}: {note}")
+
+
+def _resolve_by_kernel_id(spec: ObjectSpec, ext: ExternSpec, got: tuple[int, int] | None) -> ResolvedExtern:
+    """A kfunc or typed ksym whose id the kernel looked up; the errors for a missing
+    strong one say what the user-space search would say."""
+    if got is not None:
+        return ResolvedExtern(ext, True, btf_id=got[0], target=got[1])
+    local = _local_btf(spec, ext)
+    ess = ext.essential_name
+    if ext.kind == "kfunc":
+        note = f"no kernel function {ess!r} in vmlinux or module BTF"
+        if ext.weak:
+            return ResolvedExtern(ext, False, note=note)
+        mine = f"{ext.name}: {local.describe(local.type(ext.btf_id).type)}"
+        raise ExternError(
+            f"kfunc {ext.name!r} (declared {mine}): {note}; declare it __weak and guard its "
+            f"calls with bpf_ksym_exists() to run on kernels without it"
+        )
+    if ext.weak:
+        return ResolvedExtern(ext, False, note="no such VAR in kernel BTF")
+    raise ExternError(
+        f"ksym {ext.name!r} ({local.describe(ext.type_id)}): no kernel variable {ess!r} in vmlinux "
+        "or module BTF (only per-CPU variables are described by kernel BTF)"
+    )
 
 
 def _resolve_ksym(spec: ObjectSpec, ext: ExternSpec, facts: KernelFacts) -> ResolvedExtern:

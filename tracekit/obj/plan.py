@@ -230,16 +230,38 @@ _BTF_ATTACH_PREFIX = {"tp_btf": "btf_trace_", "fentry": "", "fexit": "", "fmod_r
 BTF_ATTACH_KINDS = frozenset(_BTF_ATTACH_PREFIX)
 
 
+def attach_btf_name(prog: ProgramSpec) -> tuple[str, Kind] | None:
+    """The kernel BTF name and kind a program's attach id is looked up by (None: the
+    program needs no attach id, or its target is set by hand before load).
+
+    ``tp_btf/<tp>`` -> TYPEDEF ``btf_trace_<tp>``; ``lsm/<hook>`` -> FUNC ``bpf_lsm_<hook>``;
+    ``iter/<name>`` -> FUNC ``bpf_iter_<name>``; fentry/fexit/fmod_ret -> the FUNC itself.
+    Shared by the user-space search below and the in-kernel look-up
+    (tracekit.kernel.btf_lookup), so both ask for the same type.
+    """
+    kind = prog.attach_kind
+    if kind not in _BTF_ATTACH_PREFIX or not prog.attach_target:
+        return None
+    return _BTF_ATTACH_PREFIX[kind] + prog.attach_target, Kind.TYPEDEF if kind == "tp_btf" else Kind.FUNC
+
+
+def attach_not_found(prog: ProgramSpec) -> NotSupportedError:
+    """The error for an attach target no kernel BTF has (both look-up paths raise it)."""
+    kind, target = prog.attach_kind, prog.attach_target
+    name, want_kind = attach_btf_name(prog) or (target, Kind.FUNC)
+    what = "tracepoint" if kind == "tp_btf" else "kernel function"
+    return NotSupportedError(
+        f"{kind}/{target}",
+        detail=f"no {what} {target!r} in the kernel's BTF (looked for {want_kind.name} {name!r})",
+    )
+
+
 def find_attach_btf_id(plan: ProgramPlan, targets: Sequence[BTF]) -> None:
     """Resolve the kernel BTF id a tracing program attaches to (pure: uses ``targets``)."""
-    kind = plan.spec.attach_kind
-    if kind not in _BTF_ATTACH_PREFIX:
+    want = attach_btf_name(plan.spec)
+    if want is None:
         return
-    target = plan.spec.attach_target
-    if not target:
-        return  # manual attach: the user sets the target before load
-    want_kind = Kind.TYPEDEF if kind == "tp_btf" else Kind.FUNC
-    name = _BTF_ATTACH_PREFIX[kind] + target
+    name, want_kind = want
     for idx, btf in enumerate(targets):
         for tid in btf.find(name, want_kind):
             if idx > 0 and tid < targets[0].__len__():
@@ -247,11 +269,7 @@ def find_attach_btf_id(plan: ProgramPlan, targets: Sequence[BTF]) -> None:
             plan.attach_btf_id = tid
             plan.attach_btf_target = idx
             return
-    what = "tracepoint" if kind == "tp_btf" else "kernel function"
-    raise NotSupportedError(
-        f"{kind}/{target}",
-        detail=f"no {what} {target!r} in the kernel's BTF (looked for {want_kind.name} {name!r})",
-    )
+    raise attach_not_found(plan.spec)
 
 
 def plan_program(spec: ObjectSpec, prog: ProgramSpec, targets: Sequence[BTF], *,
