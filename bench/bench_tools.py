@@ -14,7 +14,7 @@ Sections (each prints ``key=value`` lines, ratios are tracekit / baseline):
 - ``ready``: a bundled tool started until its header is printed (programs attached),
   that install's ``bin/tracekit-opensnoop`` / ``-execsnoop`` against
   ``bench/c/build/snoop_front`` (libbpf, same object), and each one's peak RSS
-  (``ru_maxrss`` of the exited process); ``editable_*``: the same tool run by the dev
+  (``VmHWM`` just before it is stopped); ``editable_*``: the same tool run by the dev
   .venv's interpreter, for comparison with older figures;
 - ``open``: one ``storm open N`` generator against each tool writing to a file: CPU per
   event (the tool's own on-CPU time from /proc/PID/task/*/schedstat, start-up excluded),
@@ -113,9 +113,24 @@ def _start(cmd: list[str], out: Path, timeout: float = 30.0) -> tuple[subprocess
     raise SystemExit(f"{' '.join(cmd)}: no header within {timeout}s:\n{err}")
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """VmHWM of a running process: its peak RSS since exec.  Not wait4's ru_maxrss, which
+    also counts the forked copy of this (much larger) benchmark process before the exec."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for ln in f:
+                if ln.startswith("VmHWM:"):
+                    return int(ln.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> tuple[float, str]:
+    """SIGINT ``proc`` and reap it: (its peak RSS in MB, read just before, and its stderr)."""
+    rss = _peak_rss_mb(proc.pid)
     proc.send_signal(signal.SIGINT)
-    _, rss = _wait4(proc)
+    _wait4(proc)
     err = proc.stderr.read().decode() if proc.stderr else ""
     return rss, err
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from dataclasses import asdict
 
 from tracekit.probes.execsnoop import INVALID_UID, TOTAL_MAX_ARGS, Exec, ExecSnoop
 
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return cols + f"{ev.comm:<16} {ev.pid:<6d} {ev.ppid:<6d} {ev.retval:>3d} {fmt_args(ev)}"
 
     def to_json(ev: Exec) -> dict:
-        d = asdict(ev)
+        d = ev._asdict()
         d["cmdline"] = shlex.join(ev.args)
         return d
 

@@ -19,8 +19,6 @@ bytes + target BTF into a load plan with no syscalls; a thin syscall layer
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from tracekit import errors
 from tracekit.errors import (
@@ -41,7 +39,13 @@ from tracekit.errors import (
     VerifierError,
 )
 
+# typing.TYPE_CHECKING without importing typing (which imports re, and re enum: ~3 ms of a
+# bare ``import tracekit``); type checkers treat this name as True
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
     from tracekit import uapi
     from tracekit.btf.reader import BTF
     from tracekit.kernel import features
@@ -123,6 +127,7 @@ def attach(
     map_name: str | Sequence[str] | None = None,
     event_type: str | None = "event",
     raw: bool = False,
+    batch_latency: float = 0.0,
     **knobs: Any,
 ) -> EventStream[Any]:
     """Open, load and attach an object, and stream its ring-buffer events.
@@ -132,6 +137,11 @@ def attach(
     ``ev.args`` is the whole argv list) and keyword arguments are its knobs.  A path to a
     ``.bpf.o`` (or ELF bytes) is read with BTF decoding; keyword arguments then set its
     global variables (``.rodata`` knobs, ``.data``/``.bss`` initial values) before load.
+
+    ``batch_latency`` (seconds) batches wake-ups while events come closer together than
+    that: fewer wake-ups per event, each event delivered at most that late (see
+    :attr:`tracekit.events.stream.RecordStream.batch_latency`; 0, the default, wakes for
+    every event).
 
     The returned stream owns what it opened: it is closed when iteration ends, fails or is
     cancelled, or when the stream is left as an ``async with`` block.
@@ -144,7 +154,7 @@ def attach(
         probe = declared(btf=btf, **knobs)
         probe.start()
         try:
-            events = probe.events(raw=raw)
+            events = probe.events(raw=raw, batch_latency=batch_latency)
         except BaseException:
             probe.close()
             raise
@@ -161,6 +171,7 @@ def attach(
         obj.load()
         obj.attach()
         stream = obj.events(map_name, event_type=event_type, raw=raw)
+        stream.reader.batch_latency = batch_latency
     except BaseException:
         obj.close()
         raise

@@ -8,22 +8,38 @@ Python declarations live in :mod:`tracekit.probes`, above the user API, so the l
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from typing import TYPE_CHECKING, Any
 
 from tracekit.errors import ProbeNotFoundError
 
-__all__ = ["PROBES_DIR", "ProbeNotFoundError", "names", "path", "source"]
+if TYPE_CHECKING:
+    from pathlib import Path
 
-PROBES_DIR = Path(__file__).resolve().parent / "probes"
+    PROBES_DIR: Path
+
+__all__ = ["PROBES_DIR", "ProbeNotFoundError", "names", "object_path", "path", "source"]
+
+# os.path, not pathlib, on the loader's path: pathlib (with urllib.parse, ipaddress, ...)
+# costs ~3 ms at import, a noticeable part of a bundled tool's start-up (issue 13).  The
+# public API still hands out Path objects, built when asked for.
+_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "probes")
 
 _OBJ_SUFFIX = ".bpf.o"
 _SRC_SUFFIX = ".bpf.c"
 
 
+def __getattr__(name: str) -> Any:
+    if name == "PROBES_DIR":  # the probes' folder, as a Path
+        from pathlib import Path
+
+        return Path(_DIR)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def names() -> list[str]:
     """Names of the bundled probe objects, sorted (e.g. ``["execsnoop", "opensnoop"]``)."""
-    return sorted(p.name[: -len(_OBJ_SUFFIX)] for p in PROBES_DIR.glob("*" + _OBJ_SUFFIX))
+    return sorted(f[: -len(_OBJ_SUFFIX)] for f in os.listdir(_DIR) if f.endswith(_OBJ_SUFFIX))
 
 
 def _stem(name: str) -> str:
@@ -37,21 +53,30 @@ def _stem(name: str) -> str:
     return name
 
 
-def path(name: str) -> Path:
-    """Path of the bundled object ``name`` ("execsnoop" or "execsnoop.bpf.o").
-
-    Raises ProbeNotFoundError, listing the available names, when there is no such probe.
-    """
-    obj = PROBES_DIR / (_stem(name) + _OBJ_SUFFIX)
-    if not obj.is_file():
+def object_path(name: str) -> str:
+    """:func:`path` as a string (what the loader uses: no pathlib import)."""
+    obj = os.path.join(_DIR, _stem(name) + _OBJ_SUFFIX)
+    if not os.path.isfile(obj):
         available = ", ".join(names()) or "none (run: python -m tracekit.probes.build)"
         raise ProbeNotFoundError(f"no bundled probe named {name!r}; available: {available}")
     return obj
 
 
+def path(name: str) -> Path:
+    """Path of the bundled object ``name`` ("execsnoop" or "execsnoop.bpf.o").
+
+    Raises ProbeNotFoundError, listing the available names, when there is no such probe.
+    """
+    from pathlib import Path
+
+    return Path(object_path(name))
+
+
 def source(name: str) -> Path:
     """Path of the C source of the bundled probe ``name`` (for reading, or rebuilding)."""
-    src = PROBES_DIR / (_stem(name) + _SRC_SUFFIX)
-    if not src.is_file():
+    from pathlib import Path
+
+    src = os.path.join(_DIR, _stem(name) + _SRC_SUFFIX)
+    if not os.path.isfile(src):
         raise ProbeNotFoundError(f"no source for a bundled probe named {name!r}; available: {', '.join(names())}")
-    return src
+    return Path(src)

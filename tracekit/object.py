@@ -12,14 +12,12 @@ in reverse order, and a failed ``load()`` releases what it had created before ra
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from tracekit import uapi
+from tracekit import _log, uapi
 from tracekit.btf.ext import (
     CORE_RELO_SIZE,
     FUNC_INFO_SIZE,
@@ -54,7 +52,7 @@ from tracekit.obj.plan import BTF_ATTACH_KINDS, ProgramPlan, link_program, plan_
 from tracekit.obj.sections import CUSTOM_KIND
 from tracekit.obj.spec import MapSpec, ObjectSpec, ProgramSpec
 
-log = logging.getLogger("tracekit.object")
+log = _log.getLogger("tracekit.object")
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
 
@@ -1395,22 +1393,22 @@ def open_object(src: str | os.PathLike[str] | bytes, *, btf: str | os.PathLike[s
     from tracekit.obj import elf
 
     if isinstance(src, (bytes, bytearray, memoryview)):
-        data: bytes | Path = bytes(src)
+        data: bytes | str = bytes(src)
     else:
-        data = Path(os.fspath(src))
-        if not data.exists():
-            data = _resolve_missing(str(src), data)
+        data = os.fspath(src)
+        if not os.path.exists(data):
+            data = _resolve_missing(data)
     if link:
         from tracekit.obj.linker import link as _link
 
-        if isinstance(data, Path):
+        if isinstance(data, str):
             name = name or elf.object_name(data)
         data = _link([data, *link])
     spec = elf.load_spec(data, name=name)
     return Object(spec, btf=btf, pin_root_path=pin_root_path)
 
 
-def _resolve_missing(text: str, path: Path) -> Path:
+def _resolve_missing(text: str) -> str:
     """``src`` is not an existing file: a bundled probe name, or a path that is missing.
 
     A bare name ("execsnoop", "execsnoop.bpf.o") is looked up among the bundled probes;
@@ -1421,7 +1419,7 @@ def _resolve_missing(text: str, path: Path) -> Path:
 
     if "/" not in text:
         try:
-            return bundled.path(text)
+            return bundled.object_path(text)
         except ProbeNotFoundError:
             if not text.endswith(".o"):
                 raise

@@ -29,14 +29,14 @@ the event type iteration yields, for type checkers.
 
 from __future__ import annotations
 
-import inspect
-import logging
 import os
+import sys
 import typing
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
+from tracekit import _log
 from tracekit.btf.reader import BTF
 from tracekit.errors import ClosedError, KnobError, NotSupportedError, TracekitError
 from tracekit.object import Object, open_object
@@ -47,7 +47,7 @@ _CONFIG_NAMES = frozenset({"object", "event", "events_map", "programs", "optiona
 #: (program name, attach target) for a function renamed across kernel versions
 Alternative = str | tuple[str, str]
 
-log = logging.getLogger(__name__)
+log = _log.getLogger(__name__)
 
 E = TypeVar("E")
 
@@ -74,6 +74,7 @@ class Probe(Generic[E]):
     btf: ClassVar[str | os.PathLike[str] | BTF | None] = None
 
     _knobs: ClassVar[dict[str, tuple[Any, Any]]] = {}
+    _own_knobs: ClassVar[dict[str, tuple[Any, Any]]] = {}
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -81,15 +82,14 @@ class Probe(Generic[E]):
         for klass in reversed(cls.__mro__):
             if klass is Probe or not issubclass(klass, Probe):
                 continue
-            hints = typing.get_type_hints(klass, include_extras=False)
-            # this class's own annotations (3.14 evaluates them lazily: no __dict__ entry)
-            for name in inspect.get_annotations(klass):
-                if name.startswith("_") or name in _CONFIG_NAMES:
-                    continue
-                hint = hints.get(name, Any)
-                if typing.get_origin(hint) is ClassVar:
-                    continue
-                knobs[name] = (hint, klass.__dict__.get(name, None))
+            # each class's own knobs are worked out once, when it is created: a tool's
+            # subclass that only overrides methods (no annotations) evaluates no hints
+            own: dict[str, tuple[Any, Any]] | None = klass.__dict__.get("_own_knobs")
+            if own is None:
+                own = _own_knobs(klass)
+                if klass is cls:
+                    cls._own_knobs = own
+            knobs.update(own)
         cls._knobs = knobs
 
     def __init__(self, *, btf: str | os.PathLike[str] | BTF | None = None,
@@ -253,20 +253,23 @@ class Probe(Generic[E]):
             raise ClosedError(f"{type(self).__name__} is not started: use 'async with' or start()")
         return self.obj.reader(self.events_map, event_type=self.event, raw=raw)
 
-    def events(self, *, raw: bool = False) -> AsyncIterator[E]:
+    def events(self, *, raw: bool = False, batch_latency: float = 0.0) -> AsyncIterator[E]:
         """Events of the started probe, decoded and filtered, from a reader of their own
         that is released when the loop ends.  ``raw=True`` yields the records' bytes and
-        skips :meth:`decode` and :meth:`filter`."""
+        skips :meth:`decode` and :meth:`filter`.  ``batch_latency`` (seconds) batches
+        wake-ups in bursts: see :attr:`tracekit.events.stream.RecordStream.batch_latency`."""
         from tracekit.events.stream import EventIterator
 
         if raw:
             r = self.reader(raw=True)
+            r.batch_latency = batch_latency
             return EventIterator(r, on_close=self.obj._forget_reader)  # type: ignore[union-attr]
         # A subclass that overrides decode() gets raw records; otherwise the reader decodes
         # with the BTF event type on its fast path.
         custom = type(self).decode is not Probe.decode
         filt: Callable[[Any], bool] | None = None if type(self).filter is Probe.filter else self.filter
         r = self.reader(raw=custom)
+        r.batch_latency = batch_latency
         return EventIterator(r, decode=self.decode if custom else None, keep=filt,
                              on_close=self.obj._forget_reader)  # type: ignore[union-attr]
 
@@ -286,6 +289,30 @@ class Probe(Generic[E]):
     def render(self, ev: E) -> str:
         """Hook: one line of output for an event. Default: its repr."""
         return repr(ev)
+
+
+def _own_knobs(klass: type) -> dict[str, tuple[Any, Any]]:
+    """The knobs ``klass`` itself declares: its annotated public attributes, with their hint
+    and default."""
+    # this class's own annotations (3.14 evaluates them lazily: no __dict__ entry).  Not
+    # inspect.get_annotations: importing inspect costs ~3 ms of a tool's start-up (issue 13)
+    if sys.version_info >= (3, 14):
+        import annotationlib
+
+        declared = annotationlib.get_annotations(klass)
+    else:
+        declared = klass.__dict__.get("__annotations__", {})  # noqa: RUF063 - see above
+    names = [n for n in declared if not n.startswith("_") and n not in _CONFIG_NAMES]
+    if not names:
+        return {}
+    hints = typing.get_type_hints(klass, include_extras=False)
+    out: dict[str, tuple[Any, Any]] = {}
+    for name in names:
+        hint = hints.get(name, Any)
+        if typing.get_origin(hint) is ClassVar:
+            continue
+        out[name] = (hint, klass.__dict__.get(name, None))
+    return out
 
 
 def _check(owner: str, name: str, hint: Any, value: Any) -> Any:

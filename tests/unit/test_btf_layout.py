@@ -9,7 +9,6 @@ opaque, re-encoded unchanged); without a layout it is still an error.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 
 import pytest
@@ -20,7 +19,13 @@ from tracekit.btf.writer import BTFBuilder
 from tracekit.errors import BTFError
 
 def _f(t: Type) -> dict:
-    return dataclasses.asdict(t)  # Type compares by identity
+    # Type compares by identity: compare its fields, with members/params/... as dicts too
+    def plain(v: object) -> object:
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        return v._asdict() if hasattr(v, "_asdict") else v
+
+    return {n: plain(getattr(t, n)) for n in t._fields}
 
 
 NEW_KIND = 42  # a kind no kernel has yet: 8 fixed bytes + 4 per vlen entry

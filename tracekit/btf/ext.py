@@ -8,8 +8,8 @@ In the file, record offsets are *byte* offsets into their ELF section; here they
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
+from tracekit._record import Record
 from tracekit.btf.reader import BTF
 from tracekit.errors import BTFError
 
@@ -20,18 +20,27 @@ LINE_INFO_SIZE = 16  # insn_off, file_name_off, line_off, line_col
 CORE_RELO_SIZE = 16  # insn_off, type_id, access_str_off, kind
 
 
-@dataclass(slots=True)
-class FuncInfo:
-    insn: int  # instruction index
-    type_id: int  # a BTF FUNC in the object BTF
+# Plain classes rather than dataclasses: see tracekit._record (start-up cost, issue 13).
 
 
-@dataclass(slots=True)
-class LineInfo:
-    insn: int
-    file_name_off: int  # string offsets into the object BTF's string table
-    line_off: int
-    line_col: int  # line << 10 | column
+class FuncInfo(Record):
+    __slots__ = ("insn", "type_id")
+    _fields = __slots__
+
+    def __init__(self, insn: int, type_id: int) -> None:
+        self.insn = insn  # instruction index
+        self.type_id = type_id  # a BTF FUNC in the object BTF
+
+
+class LineInfo(Record):
+    __slots__ = ("insn", "file_name_off", "line_off", "line_col")
+    _fields = __slots__
+
+    def __init__(self, insn: int, file_name_off: int, line_off: int, line_col: int) -> None:
+        self.insn = insn
+        self.file_name_off = file_name_off  # string offsets into the object BTF's string table
+        self.line_off = line_off
+        self.line_col = line_col  # line << 10 | column
 
     @property
     def line(self) -> int:
@@ -42,25 +51,35 @@ class LineInfo:
         return self.line_col & 0x3FF
 
 
-@dataclass(slots=True)
-class CoreRelo:
-    insn: int
-    type_id: int  # local type id (object BTF)
-    access: str  # access string, e.g. "0:1:2"
-    kind: int  # bpf_core_relo_kind
-    access_off: int = 0  # the access string's offset in the object BTF (kept for re-encoding)
+class CoreRelo(Record):
+    __slots__ = ("insn", "type_id", "access", "kind", "access_off")
+    _fields = __slots__
+
+    def __init__(self, insn: int, type_id: int, access: str, kind: int, access_off: int = 0) -> None:
+        self.insn = insn
+        self.type_id = type_id  # local type id (object BTF)
+        self.access = access  # access string, e.g. "0:1:2"
+        self.kind = kind  # bpf_core_relo_kind
+        self.access_off = access_off  # the access string's offset in the object BTF (kept for re-encoding)
 
 
-@dataclass
-class BTFExt:
+class BTFExt(Record):
     """Parsed BTF.ext, records grouped by ELF section name."""
 
-    func_info: dict[str, list[FuncInfo]] = field(default_factory=dict)
-    line_info: dict[str, list[LineInfo]] = field(default_factory=dict)
-    core_relos: dict[str, list[CoreRelo]] = field(default_factory=dict)
-    func_info_rec_size: int = FUNC_INFO_SIZE
-    line_info_rec_size: int = LINE_INFO_SIZE
-    core_relo_rec_size: int = CORE_RELO_SIZE
+    _fields = ("func_info", "line_info", "core_relos", "func_info_rec_size", "line_info_rec_size",
+               "core_relo_rec_size")
+
+    def __init__(self, func_info: dict[str, list[FuncInfo]] | None = None,
+                 line_info: dict[str, list[LineInfo]] | None = None,
+                 core_relos: dict[str, list[CoreRelo]] | None = None,
+                 func_info_rec_size: int = FUNC_INFO_SIZE, line_info_rec_size: int = LINE_INFO_SIZE,
+                 core_relo_rec_size: int = CORE_RELO_SIZE) -> None:
+        self.func_info: dict[str, list[FuncInfo]] = {} if func_info is None else func_info
+        self.line_info: dict[str, list[LineInfo]] = {} if line_info is None else line_info
+        self.core_relos: dict[str, list[CoreRelo]] = {} if core_relos is None else core_relos
+        self.func_info_rec_size = func_info_rec_size
+        self.line_info_rec_size = line_info_rec_size
+        self.core_relo_rec_size = core_relo_rec_size
 
     @classmethod
     def parse(cls, data: bytes, btf: BTF) -> BTFExt:

@@ -33,10 +33,10 @@ are appended, so one BTF serves every program of the object.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
 
+from tracekit import _log
+from tracekit._record import FrozenRecord, Record
 from tracekit.btf.ext import FuncInfo
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import (
@@ -50,24 +50,39 @@ from tracekit.btf.types import (
 from tracekit.btf.writer import BTFBuilder
 from tracekit.errors import BTFError
 
-log = logging.getLogger("tracekit.btf.sanitize")
+log = _log.getLogger("tracekit.btf.sanitize")
 
 
-@dataclass(frozen=True)
-class BTFFeatures:
-    """Which BTF kinds the target kernel accepts (all True: a current kernel)."""
+class BTFFeatures(FrozenRecord):
+    """Which BTF kinds the target kernel accepts (all True: a current kernel).  Immutable;
+    a plain class rather than a dataclass: see tracekit._record (start-up cost, issue 13)."""
 
-    func: bool = True
-    func_global: bool = True
-    datasec: bool = True
-    qmark_datasec: bool = True
-    float: bool = True
-    decl_tag: bool = True
-    type_tag: bool = True
-    enum64: bool = True
+    __slots__ = ("func", "func_global", "datasec", "qmark_datasec", "float", "decl_tag", "type_tag", "enum64")
+    _fields = __slots__
+    func: bool
+    func_global: bool
+    datasec: bool
+    qmark_datasec: bool
+    float: bool
+    decl_tag: bool
+    type_tag: bool
+    enum64: bool
+
+    def __init__(self, func: bool = True, func_global: bool = True, datasec: bool = True,
+                 qmark_datasec: bool = True, float: bool = True, decl_tag: bool = True,
+                 type_tag: bool = True, enum64: bool = True) -> None:
+        s = object.__setattr__
+        s(self, "func", func)
+        s(self, "func_global", func_global)
+        s(self, "datasec", datasec)
+        s(self, "qmark_datasec", qmark_datasec)
+        s(self, "float", float)
+        s(self, "decl_tag", decl_tag)
+        s(self, "type_tag", type_tag)
+        s(self, "enum64", enum64)
 
     def missing(self) -> list[str]:
-        return [f.name for f in fields(self) if not getattr(self, f.name)]
+        return [n for n in self._fields if not getattr(self, n)]
 
 
 def _kinds_present(btf: BTF) -> set[Kind]:
@@ -298,13 +313,15 @@ def fixup_arg_ctx(
     return out
 
 
-@dataclass
-class PreparedBTF:
+class PreparedBTF(Record):
     """The object BTF as the kernel should get it, and per-program func_info overrides."""
 
-    data: bytes
-    func_info: dict[str, list[FuncInfo]]  # program name -> func_info (only changed ones)
-    func_info_ok: bool  # False: the kernel lacks FUNC, so load programs without func/line info
+    _fields = ("data", "func_info", "func_info_ok")
+
+    def __init__(self, data: bytes, func_info: dict[str, list[FuncInfo]], func_info_ok: bool) -> None:
+        self.data = data
+        self.func_info = func_info  # program name -> func_info (only changed ones)
+        self.func_info_ok = func_info_ok  # False: the kernel lacks FUNC, so load programs without func/line info
 
 
 def prepare(

@@ -11,8 +11,9 @@ kind would make awkward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import IntEnum
+
+from tracekit._record import Record
 
 BTF_MAGIC = 0xEB9F
 BTF_VERSION = 1
@@ -78,40 +79,54 @@ SIZED_KINDS = frozenset(
 )
 
 
-@dataclass(slots=True)
-class Member:
+# Plain classes rather than dataclasses: see tracekit._record (start-up cost, issue 13).
+
+
+class Member(Record):
     """A STRUCT/UNION member.  ``bit_offset`` is from the start of the composite."""
 
-    name: str
-    type: int
-    bit_offset: int
-    bitfield_size: int = 0
+    __slots__ = ("name", "type", "bit_offset", "bitfield_size")
+    _fields = __slots__
+
+    def __init__(self, name: str, type: int, bit_offset: int, bitfield_size: int = 0) -> None:
+        self.name = name
+        self.type = type
+        self.bit_offset = bit_offset
+        self.bitfield_size = bitfield_size
 
 
-@dataclass(slots=True)
-class Param:
+class Param(Record):
     """A FUNC_PROTO parameter; a trailing ``Param("", 0)`` means varargs."""
 
-    name: str
-    type: int
+    __slots__ = ("name", "type")
+    _fields = __slots__
+
+    def __init__(self, name: str, type: int) -> None:
+        self.name = name
+        self.type = type
 
 
-@dataclass(slots=True)
-class EnumValue:
-    name: str
-    value: int
+class EnumValue(Record):
+    __slots__ = ("name", "value")
+    _fields = __slots__
+
+    def __init__(self, name: str, value: int) -> None:
+        self.name = name
+        self.value = value
 
 
-@dataclass(slots=True)
-class VarSecinfo:
+class VarSecinfo(Record):
     """One variable (or extern function) placed in a DATASEC."""
 
-    type: int
-    offset: int
-    size: int
+    __slots__ = ("type", "offset", "size")
+    _fields = __slots__
+
+    def __init__(self, type: int, offset: int, size: int) -> None:
+        self.type = type
+        self.offset = offset
+        self.size = size
 
 
-@dataclass(slots=True, eq=False)
 class Type:
     """One BTF type of any kind.
 
@@ -130,28 +145,40 @@ class Type:
       (signed values), DECL_TAG/TYPE_TAG (attribute rather than btf tag).
     """
 
-    kind: Kind
-    name: str = ""
-    size: int = 0
-    type: int = 0
-    kflag: bool = False
-    encoding: int = 0
-    bits_offset: int = 0
-    bits: int = 0
-    index_type: int = 0
-    nelems: int = 0
-    linkage: int = 0
-    component_idx: int = -1
-    members: list[Member] = field(default_factory=list)
-    params: list[Param] = field(default_factory=list)
-    values: list[EnumValue] = field(default_factory=list)
-    secinfos: list[VarSecinfo] = field(default_factory=list)
-    #: a kind newer than tracekit (read as ``Kind.UNKN`` because the BTF's layout section
-    #: said how to step over it): its wire kind number, vlen and the words after the
-    #: 12-byte header, kept so the type re-encodes unchanged
-    raw_kind: int = 0
-    raw_vlen: int = 0
-    raw_words: tuple[int, ...] = ()
+    # compared by identity (a type graph has cycles), so no __eq__
+    __slots__ = ("kind", "name", "size", "type", "kflag", "encoding", "bits_offset", "bits", "index_type",
+                 "nelems", "linkage", "component_idx", "members", "params", "values", "secinfos",
+                 "raw_kind", "raw_vlen", "raw_words")
+    _fields = __slots__
+
+    def __init__(self, kind: Kind, name: str = "", size: int = 0, type: int = 0,
+                 kflag: bool = False, encoding: int = 0, bits_offset: int = 0, bits: int = 0,
+                 index_type: int = 0, nelems: int = 0, linkage: int = 0, component_idx: int = -1,
+                 members: list[Member] | None = None, params: list[Param] | None = None,
+                 values: list[EnumValue] | None = None, secinfos: list[VarSecinfo] | None = None,
+                 raw_kind: int = 0, raw_vlen: int = 0, raw_words: tuple[int, ...] = ()) -> None:
+        self.kind = kind
+        self.name = name
+        self.size = size
+        self.type = type
+        self.kflag = kflag
+        self.encoding = encoding
+        self.bits_offset = bits_offset
+        self.bits = bits
+        self.index_type = index_type
+        self.nelems = nelems
+        self.linkage = linkage
+        self.component_idx = component_idx
+        self.members: list[Member] = [] if members is None else members
+        self.params: list[Param] = [] if params is None else params
+        self.values: list[EnumValue] = [] if values is None else values
+        self.secinfos: list[VarSecinfo] = [] if secinfos is None else secinfos
+        #: a kind newer than tracekit (read as ``Kind.UNKN`` because the BTF's layout section
+        #: said how to step over it): its wire kind number, vlen and the words after the
+        #: 12-byte header, kept so the type re-encodes unchanged
+        self.raw_kind = raw_kind
+        self.raw_vlen = raw_vlen
+        self.raw_words = raw_words
 
     @property
     def vlen(self) -> int:

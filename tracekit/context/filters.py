@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from tracekit._record import FrozenRecord
 from tracekit.errors import TracekitError
 
 # filter name -> (map, knob, the declaration to add)
@@ -26,13 +26,20 @@ _DECL = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerFilters:
-    """Which container filters to switch on (None: off)."""
+class ContainerFilters(FrozenRecord):
+    """Which container filters to switch on (None: off).  Immutable; a plain class rather
+    than a dataclass: see tracekit._record (start-up cost, issue 13)."""
 
-    cgroup: str | None = None     # cgroup-v2 directory: the task is in it or below
-    cgroupmap: str | None = None  # pinned hash u64 cgroup id -> u64 (BCC)
-    mntnsmap: str | None = None   # pinned hash u64 mount-namespace inode -> u32 (BCC)
+    __slots__ = ("cgroup", "cgroupmap", "mntnsmap")
+    _fields = __slots__
+    cgroup: str | None     # cgroup-v2 directory: the task is in it or below
+    cgroupmap: str | None  # pinned hash u64 cgroup id -> u64 (BCC)
+    mntnsmap: str | None   # pinned hash u64 mount-namespace inode -> u32 (BCC)
+
+    def __init__(self, cgroup: str | None = None, cgroupmap: str | None = None, mntnsmap: str | None = None) -> None:
+        object.__setattr__(self, "cgroup", cgroup)
+        object.__setattr__(self, "cgroupmap", cgroupmap)
+        object.__setattr__(self, "mntnsmap", mntnsmap)
 
     def active(self) -> Mapping[str, str]:
         return {k: v for k, v in (("cgroup", self.cgroup), ("cgroupmap", self.cgroupmap),

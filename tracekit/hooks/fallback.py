@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import errno
 import functools
-import logging
 import os
 
-from tracekit import uapi
+from tracekit import _log, uapi
 from tracekit.errors import TracekitError
 
-log = logging.getLogger(__name__)
+log = _log.getLogger(__name__)
 
 _TRACING_ATTACH = {"fentry": uapi.AttachType.TRACE_FENTRY, "fexit": uapi.AttachType.TRACE_FEXIT,
                    "fmod_ret": uapi.AttachType.MODIFY_RETURN}

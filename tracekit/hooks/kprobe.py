@@ -223,9 +223,9 @@ def sweep_once(kind: str) -> None:
 
 
 def log_sweep(kind: str, e: BaseException) -> None:
-    import logging
+    from tracekit import _log
 
-    logging.getLogger("tracekit.hooks.kprobe").debug("no sweep of stale %s events: %s", kind, e)
+    _log.getLogger("tracekit.hooks.kprobe").debug("no sweep of stale %s events: %s", kind, e)
 
 
 #: our own events whose removal failed (out of fds, say): retried by the next legacy

@@ -9,9 +9,9 @@ Closing the :class:`Link` detaches in every case.
 from __future__ import annotations
 
 import errno as _errno
-import logging
 from collections.abc import Callable
 
+from tracekit import _log
 from tracekit.errors import (
     AttachError,
     NotSupportedError,
@@ -26,7 +26,7 @@ from tracekit.kernel.syscalls import perf as _perf
 from tracekit.kernel.syscalls.bpf import ENOTSUPP, LinkInfo
 from tracekit.uapi import AttachType
 
-log = logging.getLogger("tracekit.hooks.links")
+log = _log.getLogger("tracekit.hooks.links")
 
 
 class Link:

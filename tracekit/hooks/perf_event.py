@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-import logging
 from collections.abc import Iterable, Iterator
 
+from tracekit import _log
 from tracekit.errors import AttachError, NotSupportedError, PermissionDeniedError, SyscallError
 from tracekit.hooks.links import Link
 from tracekit.hooks.links import attach_perf_event as _attach_one
 from tracekit.kernel.syscalls import perf as _perf
 from tracekit.obj.sections import PerfEventTarget, parse_perf_event_target
 
-log = logging.getLogger("tracekit.hooks.perf_event")
+log = _log.getLogger("tracekit.hooks.perf_event")
 
 PERF_TYPE_HARDWARE = _perf.PERF_TYPE_HARDWARE
 PERF_TYPE_SOFTWARE = _perf.PERF_TYPE_SOFTWARE

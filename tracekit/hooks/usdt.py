@@ -27,7 +27,6 @@ uprobe.multi link waits once.
 from __future__ import annotations
 
 import errno as _errno
-import logging
 import os
 import weakref
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from tracekit import _log
 from tracekit.errors import AttachError, NotSupportedError, USDTError
 from tracekit.hooks.links import Link
 from tracekit.hooks.uprobe import attach_uprobe, attach_uprobe_multi, ref_ctr_shift, resolve_path
@@ -48,7 +48,7 @@ from tracekit.obj.usdt import (
     spec_layout,
 )
 
-log = logging.getLogger("tracekit.hooks.usdt")
+log = _log.getLogger("tracekit.hooks.usdt")
 
 SPECS_MAP = "__bpf_usdt_specs"
 IP_MAP = "__bpf_usdt_ip_to_spec_id"

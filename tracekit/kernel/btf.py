@@ -42,7 +42,6 @@ import atexit
 import errno
 import hashlib
 import json
-import logging
 import mmap
 import os
 import stat
@@ -55,13 +54,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
+from tracekit import _log
 from tracekit.btf.reader import BTF
 from tracekit.errors import BTFError
 
 if TYPE_CHECKING:  # pragma: no cover
     from tracekit.kernel.fd import FD
 
-log = logging.getLogger("tracekit.btf")
+log = _log.getLogger("tracekit.btf")
 
 SYSFS_BTF = Path("/sys/kernel/btf")
 SYSTEM_CACHE_DIR = Path("/var/cache/tracekit")  # last resort (shared by root's tools)

@@ -18,13 +18,12 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import functools
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tracekit import uapi
+from tracekit import _log, uapi
 from tracekit.btf.sanitize import BTFFeatures
 from tracekit.btf.types import (
     INT_SIGNED,
@@ -39,7 +38,7 @@ from tracekit.btf.types import (
 from tracekit.btf.writer import BTFBuilder
 from tracekit.obj.insn import BPF_PSEUDO_CALL, Insn, encode, exit_insn, mov64_imm
 
-log = logging.getLogger("tracekit.kernel.features")
+log = _log.getLogger("tracekit.kernel.features")
 _lock = threading.Lock()
 _overrides: dict[str, bool] = {}
 _probes: list[Callable[..., Any]] = []

@@ -24,12 +24,12 @@ behaviour is surprising it is kept and explained in a comment.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from tracekit import _log
 from tracekit.btf.ext import CoreRelo
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import INT_SIGNED, MODIFIER_KINDS, Kind, Type, essential_name
@@ -50,7 +50,7 @@ from tracekit.obj.insn import (
     set_ldimm64,
 )
 
-log = logging.getLogger("tracekit.obj.core")
+log = _log.getLogger("tracekit.obj.core")
 
 __all__ = [
     "CoreKind",

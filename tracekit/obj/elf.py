@@ -36,8 +36,8 @@ import stat
 import struct
 from bisect import bisect_right
 from collections.abc import Callable, MutableSequence
-from dataclasses import dataclass, field
 
+from tracekit._record import Record
 from tracekit.btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import (
@@ -114,34 +114,45 @@ VAR_GLOBAL_ALLOCATED = LINKAGE_GLOBAL
 _MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 
 
-@dataclass(slots=True)
-class _Section:
-    index: int
-    name: str
-    type: int
-    flags: int
-    offset: int
-    size: int
-    link: int
-    info: int
-    entsize: int
-    data: bytes = b""
+# Plain classes rather than dataclasses: see tracekit._record (start-up cost, issue 13).
+
+
+class _Section(Record):
+    __slots__ = ("index", "name", "type", "flags", "offset", "size", "link", "info", "entsize", "data")
+    _fields = __slots__
+
+    def __init__(self, index: int, name: str, type: int, flags: int, offset: int, size: int,
+                 link: int, info: int, entsize: int, data: bytes = b"") -> None:
+        self.index = index
+        self.name = name
+        self.type = type
+        self.flags = flags
+        self.offset = offset
+        self.size = size
+        self.link = link
+        self.info = info
+        self.entsize = entsize
+        self.data = data
 
     @property
     def is_exec(self) -> bool:
         return self.type == SHT_PROGBITS and bool(self.flags & SHF_EXECINSTR)
 
 
-@dataclass(slots=True)
-class _Sym:
-    index: int
-    name: str
-    value: int
-    size: int
-    bind: int
-    type: int
-    visibility: int
-    shndx: int
+class _Sym(Record):
+    __slots__ = ("index", "name", "value", "size", "bind", "type", "visibility", "shndx")
+    _fields = __slots__
+
+    def __init__(self, index: int, name: str, value: int, size: int, bind: int, type: int,
+                 visibility: int, shndx: int) -> None:
+        self.index = index
+        self.name = name
+        self.value = value
+        self.size = size
+        self.bind = bind
+        self.type = type
+        self.visibility = visibility
+        self.shndx = shndx
 
     @property
     def is_extern(self) -> bool:
@@ -153,12 +164,15 @@ class _Sym:
         return self.visibility in (STV_HIDDEN, STV_INTERNAL)
 
 
-@dataclass
-class _ExecSection:
-    sec: _Section
-    insns: list[Insn]
-    funcs: list[FunctionSpec] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)  # funcs' offsets, sorted
+class _ExecSection(Record):
+    _fields = ("sec", "insns", "funcs", "starts")
+
+    def __init__(self, sec: _Section, insns: list[Insn], funcs: list[FunctionSpec] | None = None,
+                 starts: list[int] | None = None) -> None:
+        self.sec = sec
+        self.insns = insns
+        self.funcs: list[FunctionSpec] = [] if funcs is None else funcs
+        self.starts: list[int] = [] if starts is None else starts  # funcs' offsets, sorted
 
     def function_at(self, insn: int) -> FunctionSpec | None:
         i = bisect_right(self.starts, insn) - 1

@@ -9,7 +9,8 @@ BTF.ext records.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+
+from tracekit._record import Record
 
 INSN_SIZE = 8
 
@@ -69,13 +70,17 @@ BYTES_SIZE = {4: BPF_W, 2: BPF_H, 1: BPF_B, 8: BPF_DW}
 _S = struct.Struct("<BBhi")
 
 
-@dataclass(slots=True)
-class Insn:
-    code: int
-    dst: int = 0
-    src: int = 0
-    off: int = 0
-    imm: int = 0
+class Insn(Record):
+    # a plain class, not a dataclass: see tracekit._record (start-up cost, issue 13)
+    __slots__ = ("code", "dst", "src", "off", "imm")
+    _fields = __slots__
+
+    def __init__(self, code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> None:
+        self.code = code
+        self.dst = dst
+        self.src = src
+        self.off = off
+        self.imm = imm
 
     @property
     def cls(self) -> int:

@@ -16,11 +16,11 @@ against any BTF, the same split cilium/ebpf (spec vs. load) and aya (aya-obj) ma
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from tracekit import _log
+from tracekit._record import Record
 from tracekit.btf.ext import CoreRelo, FuncInfo, LineInfo
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import Kind
@@ -34,50 +34,63 @@ from tracekit.obj.insn import (
 )
 from tracekit.obj.spec import FunctionSpec, ObjectSpec, ProgramSpec, RelocKind
 
-log = logging.getLogger("tracekit.obj.plan")
+log = _log.getLogger("tracekit.obj.plan")
 
 #: functions one program may consist of, itself included (the kernel's BPF_MAX_SUBPROGS)
 MAX_SUBPROGS = 256
 
 
-@dataclass
-class MapRef:
+# Plain classes rather than dataclasses: see tracekit._record (start-up cost, issue 13).
+
+
+class MapRef(Record):
     """Instruction ``insn`` (an ldimm64) must carry map ``map_name``'s fd.
 
     ``value_offset`` is None for a plain map reference (BPF_PSEUDO_MAP_FD) and the byte
     offset inside the map's value for global data (BPF_PSEUDO_MAP_VALUE).
     """
 
-    insn: int
-    map_name: str
-    value_offset: int | None = None
+    _fields = ("insn", "map_name", "value_offset")
+
+    def __init__(self, insn: int, map_name: str, value_offset: int | None = None) -> None:
+        self.insn = insn
+        self.map_name = map_name
+        self.value_offset = value_offset
 
 
-@dataclass
-class ExternRef:
+class ExternRef(Record):
     """Instruction ``insn`` refers to kernel extern ``name`` (resolved at load time)."""
 
-    insn: int
-    name: str
-    kind: RelocKind
+    _fields = ("insn", "name", "kind")
+
+    def __init__(self, insn: int, name: str, kind: RelocKind) -> None:
+        self.insn = insn
+        self.name = name
+        self.kind = kind
 
 
-@dataclass
-class ProgramPlan:
+class ProgramPlan(Record):
     """Everything needed to load one program, except file descriptors."""
 
-    spec: ProgramSpec
-    insns: list[Insn]
-    func_info: list[FuncInfo]
-    line_info: list[LineInfo]
-    core_relos: list[CoreRelo]
-    map_refs: list[MapRef] = field(default_factory=list)
-    extern_refs: list[ExternRef] = field(default_factory=list)
-    #: (section, offset) -> first instruction of that function inside ``insns``
-    layout: dict[tuple[str, int], int] = field(default_factory=dict)
-    attach_btf_id: int = 0
-    #: index of the target BTF holding attach_btf_id: 0 = vmlinux, >0 = a module's BTF
-    attach_btf_target: int = 0
+    _fields = ("spec", "insns", "func_info", "line_info", "core_relos", "map_refs", "extern_refs", "layout",
+               "attach_btf_id", "attach_btf_target")
+
+    def __init__(self, spec: ProgramSpec, insns: list[Insn], func_info: list[FuncInfo], line_info: list[LineInfo],
+                 core_relos: list[CoreRelo], map_refs: list[MapRef] | None = None,
+                 extern_refs: list[ExternRef] | None = None, layout: dict[tuple[str, int], int] | None = None,
+                 attach_btf_id: int = 0, attach_btf_target: int = 0) -> None:
+        self.spec = spec
+        self.insns = insns
+        self.func_info = func_info
+        self.line_info = line_info
+        self.core_relos = core_relos
+        self.map_refs: list[MapRef] = [] if map_refs is None else map_refs
+        self.extern_refs: list[ExternRef] = [] if extern_refs is None else extern_refs
+        #: (section, offset) -> first instruction of that function inside ``insns``
+        self.layout: dict[tuple[str, int], int] = {} if layout is None else layout
+        self.attach_btf_id = attach_btf_id
+        #: index of the target BTF holding attach_btf_id: 0 = vmlinux, >0 = a module's BTF
+        self.attach_btf_target = attach_btf_target
 
     @property
     def name(self) -> str:

@@ -14,17 +14,19 @@ libbpf.  The first matching row wins, so more specific rows come first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from tracekit._record import FrozenRecord
 from tracekit.errors import SectionError
 from tracekit.uapi import AttachType as AT
 from tracekit.uapi import ProgType as PT
 
 
-@dataclass(frozen=True, slots=True)
-class SectionDef:
-    """What a section name says about its programs."""
+class SectionDef(FrozenRecord):
+    """What a section name says about its programs (immutable; a plain class rather than a
+    dataclass: see tracekit._record)."""
 
+    __slots__ = ("section", "prefix", "prog_type", "expected_attach_type", "attach_kind", "attach_target",
+                 "sleepable", "needs_attach_btf", "autoload", "xdp_frags")
+    _fields = __slots__
     section: str  # the full section name, without a leading "?"
     prefix: str  # the table row that matched, e.g. "tracepoint", "fentry.s", "cgroup_skb/ingress"
     prog_type: int
@@ -36,10 +38,25 @@ class SectionDef:
     #: "" for program kinds only attachable by hand.
     attach_kind: str
     attach_target: str  # text after "prefix/", e.g. "syscalls/sys_enter_execve" ("" if none)
-    sleepable: bool = False
-    needs_attach_btf: bool = False  # the kernel wants attach_btf_id (tp_btf/fentry/fexit/fmod_ret/lsm/iter)
-    autoload: bool = True  # False for "?"-prefixed sections
-    xdp_frags: bool = False
+    sleepable: bool
+    needs_attach_btf: bool  # the kernel wants attach_btf_id (tp_btf/fentry/fexit/fmod_ret/lsm/iter)
+    autoload: bool  # False for "?"-prefixed sections
+    xdp_frags: bool
+
+    def __init__(self, section: str, prefix: str, prog_type: int, expected_attach_type: int, attach_kind: str,
+                 attach_target: str, sleepable: bool = False, needs_attach_btf: bool = False,
+                 autoload: bool = True, xdp_frags: bool = False) -> None:
+        s = object.__setattr__
+        s(self, "section", section)
+        s(self, "prefix", prefix)
+        s(self, "prog_type", prog_type)
+        s(self, "expected_attach_type", expected_attach_type)
+        s(self, "attach_kind", attach_kind)
+        s(self, "attach_target", attach_target)
+        s(self, "sleepable", sleepable)
+        s(self, "needs_attach_btf", needs_attach_btf)
+        s(self, "autoload", autoload)
+        s(self, "xdp_frags", xdp_frags)
 
     @property
     def auto_attach(self) -> bool:
@@ -289,14 +306,23 @@ _PERF_CONFIGS: dict[int, dict[str, int]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class PerfEventTarget:
+class PerfEventTarget(FrozenRecord):
     """What a ``perf_event/...`` section asks for: the event and how often to sample it."""
 
+    __slots__ = ("type", "config", "sample_freq", "sample_period")
+    _fields = __slots__
     type: int
     config: int
-    sample_freq: int | None = None  # samples per second (frequency mode)
-    sample_period: int | None = None  # one sample every N events
+    sample_freq: int | None  # samples per second (frequency mode)
+    sample_period: int | None  # one sample every N events
+
+    def __init__(self, type: int, config: int, sample_freq: int | None = None,
+                 sample_period: int | None = None) -> None:
+        s = object.__setattr__
+        s(self, "type", type)
+        s(self, "config", config)
+        s(self, "sample_freq", sample_freq)
+        s(self, "sample_period", sample_period)
 
 
 def parse_perf_event_target(target: str) -> PerfEventTarget:

@@ -18,12 +18,41 @@ The objects are rebuilt with ``python -m tracekit.probes.build``.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
-from tracekit.bundled import PROBES_DIR, names, path, source
+from tracekit.bundled import names, path, source
 from tracekit.errors import ProbeNotFoundError
-from tracekit.probe import Probe
-from tracekit.probes.execsnoop import Exec, ExecSnoop
-from tracekit.probes.opensnoop import Open, OpenSnoop
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tracekit.probe import Probe
+    from tracekit.probes.execsnoop import Exec, ExecSnoop
+    from tracekit.probes.opensnoop import Open, OpenSnoop
+
+    PROBES_DIR: Path
+
+# Imported on first use (issue 13): ``from tracekit.probes.opensnoop import ...`` runs this
+# file first, and a tool needs its own declaration only, not every bundled one.
+_LAZY = {
+    "Exec": "tracekit.probes.execsnoop", "ExecSnoop": "tracekit.probes.execsnoop",
+    "Open": "tracekit.probes.opensnoop", "OpenSnoop": "tracekit.probes.opensnoop",
+    "PROBES_DIR": "tracekit.bundled",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    if name != "PROBES_DIR":  # a fresh Path each time is fine; classes are cached
+        globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "PROBES_DIR", "Exec", "ExecSnoop", "Open", "OpenSnoop", "ProbeNotFoundError",

@@ -10,8 +10,8 @@ fields at their BTF offsets and splits ``args`` into a ``list[str]``.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
+from tracekit._record import Record
 from tracekit.btf.reader import BTF
 from tracekit.btf.types import Kind
 from tracekit.errors import TracekitError
@@ -28,17 +28,24 @@ _FIELD_FORMATS = {"pid": "i", "ppid": "i", "uid": "I", "retval": "i", "args_coun
                   "args_size": "I", "comm": "16s"}
 
 
-@dataclass(slots=True)
-class Exec:
-    """One execve(): the process, its parent, the result and the argument vector."""
+class Exec(Record):
+    """One execve(): the process, its parent, the result and the argument vector.
 
-    pid: int
-    ppid: int
-    uid: int
-    retval: int          # 0, or -errno for a failed exec (seen with ignore_failed=False)
-    comm: str
-    args: list[str]      # argv, argv[0] first (the filename as passed to execve())
-    truncated: bool      # the process had more than max_args arguments
+    ``_asdict()`` gives the fields as a dict (a plain class rather than a dataclass: see
+    tracekit._record, start-up cost)."""
+
+    __slots__ = ("pid", "ppid", "uid", "retval", "comm", "args", "truncated")
+    _fields = __slots__
+
+    def __init__(self, pid: int, ppid: int, uid: int, retval: int, comm: str, args: list[str],
+                 truncated: bool) -> None:
+        self.pid = pid
+        self.ppid = ppid
+        self.uid = uid
+        self.retval = retval      # 0, or -errno for a failed exec (seen with ignore_failed=False)
+        self.comm = comm
+        self.args = args          # argv, argv[0] first (the filename as passed to execve())
+        self.truncated = truncated  # the process had more than max_args arguments
 
 
 class ExecSnoop(Probe[Exec]):

@@ -20,9 +20,9 @@ import os
 import re
 import resource
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from tracekit._record import Record
 from tracekit.errors import (
     RESOURCE_ERRNOS,
     BTFLoadError,
@@ -928,16 +928,18 @@ def prog_bind_map(prog_fd: int, map_fd: int) -> None:
 # --- test run -----------------------------------------------------------------------------------
 
 
-@dataclass
-class TestRunResult:
-    retval: int
-    duration_ns: int
-    data_out: bytes = b""
-    ctx_out: bytes = b""
-    #: ``ctx_in`` as the kernel left it: SYSCALL programs write their context back in place
-    ctx_in_after: bytes = b""
-
+class TestRunResult(Record):
+    #: ``ctx_in_after``: ``ctx_in`` as the kernel left it: SYSCALL programs write their context back in place
     __test__ = False  # not a pytest class
+    _fields = ("retval", "duration_ns", "data_out", "ctx_out", "ctx_in_after")
+
+    def __init__(self, retval: int, duration_ns: int, data_out: bytes = b"", ctx_out: bytes = b"",
+                 ctx_in_after: bytes = b"") -> None:
+        self.retval = retval
+        self.duration_ns = duration_ns
+        self.data_out = data_out
+        self.ctx_out = ctx_out
+        self.ctx_in_after = ctx_in_after
 
 
 def prog_test_run(
@@ -1036,60 +1038,76 @@ def obj_get_info_by_fd(fd: int, info: ctypes.Structure) -> ctypes.Structure:
     return info
 
 
-@dataclass
-class MapInfo:
-    type: int
-    id: int
-    key_size: int
-    value_size: int
-    max_entries: int
-    map_flags: int
-    name: str
-    ifindex: int = 0
-    btf_id: int = 0
-    btf_key_type_id: int = 0
-    btf_value_type_id: int = 0
-    btf_vmlinux_value_type_id: int = 0
-    btf_vmlinux_id: int = 0
-    map_extra: int = 0
+class MapInfo(Record):
+    _fields = ("type", "id", "key_size", "value_size", "max_entries", "map_flags", "name", "ifindex", "btf_id",
+               "btf_key_type_id", "btf_value_type_id", "btf_vmlinux_value_type_id", "btf_vmlinux_id", "map_extra")
+
+    def __init__(self, type: int, id: int, key_size: int, value_size: int, max_entries: int, map_flags: int,
+                 name: str, ifindex: int = 0, btf_id: int = 0, btf_key_type_id: int = 0, btf_value_type_id: int = 0,
+                 btf_vmlinux_value_type_id: int = 0, btf_vmlinux_id: int = 0, map_extra: int = 0) -> None:
+        self.type = type
+        self.id = id
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.map_flags = map_flags
+        self.name = name
+        self.ifindex = ifindex
+        self.btf_id = btf_id
+        self.btf_key_type_id = btf_key_type_id
+        self.btf_value_type_id = btf_value_type_id
+        self.btf_vmlinux_value_type_id = btf_vmlinux_value_type_id
+        self.btf_vmlinux_id = btf_vmlinux_id
+        self.map_extra = map_extra
 
 
-@dataclass
-class ProgInfo:
-    type: int
-    id: int
-    tag: str
-    name: str
-    jited_prog_len: int
-    xlated_prog_len: int
-    load_time: int
-    created_by_uid: int
-    map_ids: list[int] = field(default_factory=list)
-    btf_id: int = 0
-    gpl_compatible: bool = False
-    run_time_ns: int = 0
-    run_cnt: int = 0
-    recursion_misses: int = 0
-    verified_insns: int = 0
-    attach_btf_obj_id: int = 0
-    attach_btf_id: int = 0
+class ProgInfo(Record):
+    _fields = ("type", "id", "tag", "name", "jited_prog_len", "xlated_prog_len", "load_time", "created_by_uid",
+               "map_ids", "btf_id", "gpl_compatible", "run_time_ns", "run_cnt", "recursion_misses",
+               "verified_insns", "attach_btf_obj_id", "attach_btf_id")
+
+    def __init__(self, type: int, id: int, tag: str, name: str, jited_prog_len: int, xlated_prog_len: int,
+                 load_time: int, created_by_uid: int, map_ids: list[int] | None = None, btf_id: int = 0,
+                 gpl_compatible: bool = False, run_time_ns: int = 0, run_cnt: int = 0, recursion_misses: int = 0,
+                 verified_insns: int = 0, attach_btf_obj_id: int = 0, attach_btf_id: int = 0) -> None:
+        self.type = type
+        self.id = id
+        self.tag = tag
+        self.name = name
+        self.jited_prog_len = jited_prog_len
+        self.xlated_prog_len = xlated_prog_len
+        self.load_time = load_time
+        self.created_by_uid = created_by_uid
+        self.map_ids: list[int] = [] if map_ids is None else map_ids
+        self.btf_id = btf_id
+        self.gpl_compatible = gpl_compatible
+        self.run_time_ns = run_time_ns
+        self.run_cnt = run_cnt
+        self.recursion_misses = recursion_misses
+        self.verified_insns = verified_insns
+        self.attach_btf_obj_id = attach_btf_obj_id
+        self.attach_btf_id = attach_btf_id
 
 
-@dataclass
-class BTFInfo:
-    id: int
-    btf_size: int
-    name: str
-    kernel_btf: bool
+class BTFInfo(Record):
+    _fields = ("id", "btf_size", "name", "kernel_btf")
+
+    def __init__(self, id: int, btf_size: int, name: str, kernel_btf: bool) -> None:
+        self.id = id
+        self.btf_size = btf_size
+        self.name = name
+        self.kernel_btf = kernel_btf
 
 
-@dataclass
-class LinkInfo:
-    type: int
-    id: int
-    prog_id: int
-    #: type-specific details: tp_name, cookie, attach_type, target_btf_id, perf_event_type, ...
-    details: dict[str, Any] = field(default_factory=dict)
+class LinkInfo(Record):
+    #: ``details``: type-specific details: tp_name, cookie, attach_type, target_btf_id, perf_event_type, ...
+    _fields = ("type", "id", "prog_id", "details")
+
+    def __init__(self, type: int, id: int, prog_id: int, details: dict[str, Any] | None = None) -> None:
+        self.type = type
+        self.id = id
+        self.prog_id = prog_id
+        self.details: dict[str, Any] = {} if details is None else details
 
 
 def map_info(fd: int) -> MapInfo:
