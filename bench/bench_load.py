@@ -15,6 +15,8 @@ invocation so both sides see the same machine load:
   process, after a warm-up), "cold" (the first open+load in each of K fresh
   processes, after ``import tracekit``, each with an empty on-disk cache) and
   "warm start" (the same, with the on-disk kernel BTF cache a previous process wrote).
+  The fresh processes run the interpreter of a non-editable install of the checkout
+  (bench/_venv.py, rebuilt when the tree changes): what ``pip install .`` gives a user.
 
 The fresh-process figures are taken twice: on the default path (kernel-side CO-RE, and
 the attach / kfunc / ksym ids looked up by the kernel: tracekit.kernel.btf_lookup) and
@@ -46,6 +48,8 @@ LOAD_BASELINE = C_DIR / "build" / "load_baseline"
 TRACEFS_EVENTS = (Path("/sys/kernel/tracing/events"), Path("/sys/kernel/debug/tracing/events"))
 
 sys.path.insert(0, str(REPO))   # run from a checkout without installing
+sys.path.insert(0, str(HERE))
+from _venv import installed_venv  # noqa: E402 - bench/ is not a package
 
 
 def ensure_tracefs() -> None:
@@ -106,14 +110,29 @@ def run_tracekit_warm(path: Path, iterations: int, warmup: int) -> list[float]:
     return times[warmup:]
 
 
+# Run by the interpreter of a real (non-editable) install of the checkout (bench/_venv.py),
+# from "/" so the checkout is not on sys.path: the editable .venv's finder imports pathlib,
+# inspect, ... at start-up, which would hide the cost of tracekit importing them during the
+# first open+load.  Self-contained for the same reason (importing bench_load would import
+# pathlib, subprocess, tempfile, json first): the same work as tracekit_open_load().
 _COLD_SNIPPET = """
-import sys, time
-sys.path.insert(0, {repo!r}); sys.path.insert(0, {bench!r})
+import os, sys, time
 t0 = time.perf_counter()
 import tracekit
 t1 = time.perf_counter()
-import bench_load
-ms = bench_load.tracekit_open_load(tracekit, __import__('pathlib').Path({path!r}))
+roots = [r for r in ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events") if os.path.isdir(r)]
+t2 = time.perf_counter()
+obj = tracekit.open({path!r})
+try:
+    for prog in obj.programs.values():
+        spec = getattr(prog, "spec", None)
+        if (roots and getattr(spec, "attach_kind", "") == "tracepoint"
+                and not any(os.path.exists(os.path.join(r, spec.attach_target)) for r in roots)):
+            prog.autoload = False
+    obj.load()
+    ms = (time.perf_counter() - t2) * 1e3
+finally:
+    obj.close()
 import tracekit.kernel.btf as kb
 print((t1 - t0) * 1e3, ms, int(kb._vmlinux is not None))
 """
@@ -131,12 +150,13 @@ def run_tracekit_cold(path: Path, runs: int, *, disk_cache: bool = True,
     by a first, untimed process: every later process of a boot.
     """
     imports, loads = [], []
-    code = _COLD_SNIPPET.format(repo=str(REPO), bench=str(HERE), path=str(path))
+    code = _COLD_SNIPPET.format(path=str(path))
+    python = os.path.join(installed_venv(), "bin", "python")
     with tempfile.TemporaryDirectory() as shared:
         def once(cache_dir: str) -> tuple[float, float]:
             # core: TRACEKIT_CORE (auto = the kernel's CO-RE where it can, user = tracekit's engine)
             env = dict(os.environ, XDG_CACHE_HOME=cache_dir, TRACEKIT_CORE=core)
-            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+            res = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, cwd="/")
             if res.returncode != 0:
                 raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed")
             imp, load, vm = res.stdout.split()
