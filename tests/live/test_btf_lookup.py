@@ -268,3 +268,27 @@ def test_cold_process_reads_no_vmlinux_btf(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=str(ROOT), check=True).stdout.split()
     assert out == ["None", "3", "None", "2", "True", "1", "True"]
+
+
+def test_probe_fallback_choice_reads_no_vmlinux_btf(tmp_path: Path) -> None:
+    """A declared probe choosing between tp_btf and raw_tp (tracekit-runqlat's start) asks
+    the kernel whether the hook exists (hooks/fallback): a fresh process starting it reads
+    no vmlinux BTF, and takes the same hooks as with the user-space engine."""
+    if not kcore.kernel_supported():
+        pytest.skip("kernel older than 5.17")
+    code = ("import os, tracekit.kernel.btf as kb\n"
+            "from tracekit.probes.runqlat import RunQLat\n"
+            "p = RunQLat(); p.start()\n"
+            "print(sorted(v[1] for v in p.chosen.values()), kb._vmlinux is None)\n"
+            "p.close()\n")
+    outs = []
+    for mode in ("auto", "user"):
+        env = {k: v for k, v in os.environ.items() if k != "TRACEKIT_CORE"}
+        env["TRACEKIT_CORE"] = mode
+        env["XDG_CACHE_HOME"] = str(tmp_path / mode)  # no on-disk BTF cache either
+        outs.append(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                   cwd=str(ROOT), check=True).stdout.strip())
+    hooks_auto, read_auto = outs[0].rsplit(" ", 1)
+    hooks_user, read_user = outs[1].rsplit(" ", 1)
+    assert hooks_auto == hooks_user
+    assert (read_auto, read_user) == ("True", "False")
