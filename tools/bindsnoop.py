@@ -12,7 +12,7 @@ from typing import Any
 from tracekit.probes._inet import IPPROTO_NAMES, addr, ip_version, ports
 from tracekit.probes.bindsnoop import INVALID_UID, Bind, BindKey, BindSnoop, opts_str
 
-from .common import add_common, add_container_filters, resolve_uid, run, run_summary
+from .common import HelpFormatter, add_common, add_container_filters, resolve_uid, run, run_summary
 
 EPILOG = """\
 examples:
@@ -39,7 +39,7 @@ one asked for when the bind failed.  Hooks: tracepoints syscalls:sys_{enter,exit
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tracekit-bindsnoop", description="Trace IPv4 and IPv6 binds",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("-t", "--timestamp", action="store_true", help="include timestamp on output")
     p.add_argument("-w", "--wide", action="store_true", help="wide column output (fits IPv6 addresses)")
     p.add_argument("-p", "--pid", type=int, help="trace this PID only")

@@ -7,7 +7,7 @@ from typing import Any
 
 from tracekit.probes.biolatency import BioLatency, disk_dev, disk_names, request_flags
 
-from .common import add_interval, run_summary
+from .common import HelpFormatter, add_interval, run_summary
 
 
 def add_tool_common(p: argparse.ArgumentParser) -> None:
@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "  tracekit-biolatency -F              # show I/O flags separately\n"
         "  tracekit-biolatency -d sdc          # trace sdc only\n"
         "  tracekit-biolatency -e              # show extension summary (average)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("-T", "--timestamp", action="store_true", help="include timestamp on output")
     p.add_argument("-Q", "--queued", action="store_true", help="include OS queued time in I/O time")

@@ -12,7 +12,7 @@ from tracekit.probes.biolatency import disk_dev, disk_names, request_rwbs
 from tracekit.probes.biosnoop import NO_QUEUE, BioSnoop, BlockIO
 
 from .biolatency import add_tool_common
-from .common import run
+from .common import HelpFormatter, run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "  tracekit-biosnoop -Q        # include OS queued time\n"
         "  tracekit-biosnoop -d sdc    # trace sdc only\n"
         "  tracekit-biosnoop -P        # display block I/O pattern (S sequential, R random)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("-Q", "--queue", action="store_true", help="include OS queued time")
     p.add_argument("-d", "--disk", help="trace this disk only")

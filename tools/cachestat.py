@@ -8,7 +8,7 @@ from typing import Any
 
 from tracekit.probes.cachestat import CacheStat, Counts
 
-from .common import add_common, add_interval, run_summary
+from .common import HelpFormatter, add_common, add_interval, run_summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "  tracekit-cachestat            # run with default option of 1 second delay\n"
         "  tracekit-cachestat -T         # include timestamps\n"
         "  tracekit-cachestat 5 3        # 5 second summaries, 3 times",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("-T", "--timestamp", action="store_true", help="include timestamp on output")
     add_interval(p, default=1.0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import os
 import re
@@ -14,9 +13,29 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-
 import tracekit
+
+# anyio and json are imported where they are used: the default (sync) loop needs neither,
+# and anyio alone is ~11 ms of a tool's ~50 ms start (issue 13)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's RawDescriptionHelpFormatter, with the terminal width from os, not shutil:
+    argparse builds a formatter for every add_argument(), and its default width pulls in
+    shutil (and bz2/lzma/zlib with it, ~1.5 ms of every tool's start)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            try:
+                width = int(os.environ["COLUMNS"])
+            except (KeyError, ValueError):
+                try:
+                    width = os.get_terminal_size(sys.__stdout__.fileno() if sys.__stdout__ else 1).columns
+                except (OSError, ValueError):
+                    width = 80
+            width -= 2  # as argparse does
+        super().__init__(prog, indent_increment, max_help_position, width)
 
 
 def duration(text: str) -> float:
@@ -148,8 +167,12 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
     from tracekit import LostReporter
 
     lost = LostReporter(lambda: probe.lost)
+    if args.json:
+        from json import dumps
 
     async def main() -> None:
+        import anyio
+
         async with probe:
             # -d counts tracing time: it starts once the programs are attached, not while
             # loading (which takes seconds on slow machines).
@@ -170,7 +193,7 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
                 async for batch in batches:
                     lost.tick()
                     if args.json:
-                        write("".join([json.dumps(to_json(ev)) + "\n" for ev in batch]))
+                        write("".join([dumps(to_json(ev)) + "\n" for ev in batch]))
                     else:
                         write("".join([line + "\n" for line in map(row, batch) if line is not None]))
 
@@ -195,7 +218,7 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
                 if batch:
                     lost.tick()
                     if args.json:
-                        write("".join([json.dumps(to_json(ev)) + "\n" for ev in batch]))
+                        write("".join([dumps(to_json(ev)) + "\n" for ev in batch]))
                     else:
                         write("".join([line + "\n" for line in map(row, batch) if line is not None]))
                     continue
@@ -220,6 +243,8 @@ def run(args: argparse.Namespace, probe: tracekit.Probe, header: Callable[[], st
             if args.backend == "sync" and hasattr(probe, "events"):
                 main_sync()
             else:
+                import anyio
+
                 anyio.run(main, backend=args.backend)
         finally:
             sys.stdout.flush()  # rows still buffered (non-terminal output), before any message
@@ -352,6 +377,8 @@ def run_summary(args: argparse.Namespace, probe: tracekit.Probe[Any], collect: C
             now = time.time()
             obj = {"ts": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)), "time": round(now, 6)}
             obj.update(to_json(data))
+            import json
+
             print(json.dumps(obj))
             return
         out = "\n" if blank_line else ""

@@ -10,7 +10,7 @@ import shlex
 
 from tracekit.probes.execsnoop import INVALID_UID, TOTAL_MAX_ARGS, Exec, ExecSnoop
 
-from .common import Clock, add_common, regex, resolve_uid, run
+from .common import Clock, HelpFormatter, add_common, regex, resolve_uid, run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,7 +23,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "  tracekit-execsnoop -u 1000  # only trace UID 1000\n"
         "  tracekit-execsnoop -n main  # only print command lines containing \"main\"\n"
         "  tracekit-execsnoop -l tpkg  # only print command where arguments contain \"tpkg\"",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("-T", "--time", action="store_true", help="include a time column (HH:MM:SS)")
     p.add_argument("-t", "--timestamp", action="store_true", help="include a time-since-start column, in seconds")

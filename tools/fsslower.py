@@ -10,7 +10,7 @@ from typing import Any
 
 from tracekit.probes.fsslower import FILESYSTEMS, FS_FSYNC, FS_OPEN, FS_READ, FS_WRITE, LL_MAX, FileOp, FSSlower
 
-from .common import add_common, duration, run
+from .common import HelpFormatter, add_common, duration, run
 
 _EXAMPLES_BCC = (
     "examples:\n"
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None, alias: str | None) -> argparse.Namespace:
             "  tracekit-fsslower -t ext4             # trace ext4 operations slower than 10 ms\n"
             "  tracekit-fsslower -t nfs -p 1216      # trace nfs operations with PID 1216 only\n"
             "  tracekit-fsslower -t xfs -c -d 1      # trace xfs operations for 1s with csv output",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         p.add_argument("-t", "--type", choices=sorted(FILESYSTEMS), required=True, help="which filesystem to trace")
         p.add_argument("-p", "--pid", type=int, help="process ID to trace")
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None, alias: str | None) -> argparse.Namespace:
         epilog=f"Options and columns are BCC's {alias}slower (T is R, W, O or S); tracekit-fsslower is\n"
         "libbpf-tools' variant. Hooks: fentry/fexit where they attach, else kprobe/kretprobe.\n\n"
         + _EXAMPLES_BCC.format(fs=alias),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("-j", "--csv", action="store_true", help="just print fields: comma-separated values")
     p.add_argument("-p", "--pid", type=int, help="trace this PID only")

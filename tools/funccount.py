@@ -11,7 +11,7 @@ from typing import Any
 
 from tracekit.probes.funccount import FuncCount, FuncCountError, Target, resolve
 
-from .common import duration, fail, run_summary
+from .common import HelpFormatter, duration, fail, run_summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "  tracekit-funccount t:sched:sched_fork       # count calls to the sched_fork tracepoint\n"
         "  tracekit-funccount -p 185 c:malloc          # count malloc calls of PID 185 (libc)\n"
         "  tracekit-funccount /usr/bin/python3:PyList_*  # user functions of a binary",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("-p", "--pid", type=int, help="trace this PID only")
     p.add_argument("-i", "--interval", type=duration, help="summary interval, seconds")

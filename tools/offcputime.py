@@ -14,7 +14,7 @@ from typing import Any
 from tracekit.probes.offcputime import U64_MAX, Blocked, OffCPUTime
 from tracekit.symbols import Frame, fold, format_block, stack_id_missed
 
-from .common import duration, run_summary
+from .common import HelpFormatter, duration, run_summary
 from .profile import _ids, _positive_int
 
 
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "  tracekit-offcputime -k          # only trace kernel threads (no user)\n"
         "  tracekit-offcputime -U          # only show user space stacks (no kernel)\n"
         "  tracekit-offcputime -K          # only show kernel space stacks (no user)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     who = p.add_mutually_exclusive_group()
     who.add_argument("-p", "--pid", type=_ids, help="trace these PIDs only (comma separated)")

@@ -12,7 +12,7 @@ from typing import Any
 
 from tracekit.probes.oomkill import Kill, OOMKill
 
-from .common import add_common, run
+from .common import HelpFormatter, add_common, run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "examples:\n"
         "  tracekit-oomkill            # trace OOM kills until Ctrl-C\n"
         "  tracekit-oomkill --json     # one JSON object per kill",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_common(p)
     return p.parse_args(argv)

@@ -14,7 +14,7 @@ from typing import Any
 from tracekit.probes.profile import Profile, Sample
 from tracekit.symbols import fold, format_block, stack_id_missed
 
-from .common import duration, run_summary
+from .common import HelpFormatter, duration, run_summary
 
 
 def _ids(text: str) -> list[int]:
@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "  tracekit-profile -L 185      # only profile thread with TID 185\n"
         "  tracekit-profile -U          # only show user space stacks (no kernel)\n"
         "  tracekit-profile -K          # only show kernel space stacks (no user)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     who = p.add_mutually_exclusive_group()
     who.add_argument("-p", "--pid", type=_ids, help="profile process with one or more comma separated PIDs only")

@@ -7,7 +7,7 @@ from typing import Any
 
 from tracekit.probes.runqlat import RunQLat
 
-from .common import add_common, add_interval, run_summary
+from .common import HelpFormatter, add_common, add_interval, run_summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,7 +23,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "  tracekit-runqlat -mT 1      # 1s summaries, milliseconds, and timestamps\n"
         "  tracekit-runqlat -P         # show each PID separately\n"
         "  tracekit-runqlat -p 185     # trace PID 185 only",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("-T", "--timestamp", action="store_true", help="include timestamp on output")
     p.add_argument("-m", "--milliseconds", action="store_true", help="millisecond histogram")

@@ -14,7 +14,7 @@ from typing import Any
 
 from tracekit.probes.sigsnoop import SRC_GENERATE, Signal, SigSnoop, sig_mask
 
-from .common import Clock, add_common, run
+from .common import Clock, HelpFormatter, add_common, run
 
 #: Linux signal names 1..31 (x86, arm64: the generic numbering)
 SIGNAL_NAMES = ("N/A", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
@@ -82,14 +82,14 @@ def sig_name(sig: int) -> str:
 def parse_args(argv: list[str] | None, killsnoop: bool) -> argparse.Namespace:
     if killsnoop:
         p = argparse.ArgumentParser(prog="tracekit-killsnoop", description="Trace signals issued by the kill() syscall",
-                                    epilog=KILLSNOOP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                    epilog=KILLSNOOP_EPILOG, formatter_class=HelpFormatter)
         p.add_argument("-x", "--failed", action="store_true", help="only show failed kill syscalls")
         p.add_argument("-p", "--pid", type=int, help="trace this PID only which is the sender of signal")
         p.add_argument("-T", "--tpid", type=int, help="trace this target PID only which is the receiver of signal")
         p.add_argument("-s", "--signal", type=signals, help="trace this signal only (list: 9,15)")
     else:
         p = argparse.ArgumentParser(prog="tracekit-sigsnoop", description="Trace standard and real-time signals",
-                                    epilog=SIGSNOOP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                    epilog=SIGSNOOP_EPILOG, formatter_class=HelpFormatter)
         p.add_argument("-x", "--failed", action="store_true", help="trace failed signals only")
         p.add_argument("-k", "--kill", action="store_true", help="trace signals issued by kill syscall only")
         p.add_argument("-p", "--pid", type=int, help="process ID to trace (the sender)")

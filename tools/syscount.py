@@ -15,7 +15,7 @@ from typing import Any
 
 from tracekit.probes.syscount import Count, SysCount, syscall_name, syscall_names, syscall_number
 
-from .common import add_common, fail, run_summary
+from .common import HelpFormatter, add_common, fail, run_summary
 
 
 def _errno(text: str) -> int:
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "  tracekit-syscount -P -i 1         # per process, every second\n"
         "  tracekit-syscount --syscall read  # only read()\n"
         "  tracekit-syscount --exec 'ls /'   # run ls and count its syscalls",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("-p", "--pid", type=int, help="trace only this pid")
     p.add_argument("-t", "--tid", type=int, help="trace only this tid")

@@ -13,7 +13,7 @@ from typing import Any
 from tracekit.probes._inet import addr, ip_version, ports
 from tracekit.probes.tcpconnect import INVALID_UID, Connect, Flow, TcpConnect
 
-from .common import add_common, resolve_uid, run, run_summary
+from .common import HelpFormatter, add_common, resolve_uid, run, run_summary
 
 EPILOG = """\
 examples:
@@ -38,7 +38,7 @@ via sendto) are not seen.  The banner goes to stderr, rows to stdout.
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tracekit-tcpconnect", description="Trace TCP connects",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("-t", "--timestamp", action="store_true", help="include timestamp on output (seconds)")
     p.add_argument("-p", "--pid", type=int, help="trace this PID only")
     p.add_argument("-P", "--port", help="comma-separated list of destination ports to trace")

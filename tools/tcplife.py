@@ -12,7 +12,7 @@ from typing import Any
 from tracekit.probes._inet import addr, ip_version, ports
 from tracekit.probes.tcplife import Session, TcpLife
 
-from .common import Clock, add_common, run
+from .common import Clock, HelpFormatter, add_common, run
 
 EPILOG = """\
 examples:
@@ -35,7 +35,7 @@ PID/COMM are the process that opened the session (connect) or closed it (passive
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tracekit-tcplife", description="Trace the lifespan of TCP sessions and summarize",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("-T", "--time", action="store_true", help="include time column on output (HH:MM:SS)")
     p.add_argument("-t", "--timestamp", action="store_true", help="include timestamp on output (seconds)")
     p.add_argument("-w", "--wide", action="store_true", help="wide column output (fits IPv6 addresses)")

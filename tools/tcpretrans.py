@@ -13,7 +13,7 @@ from typing import Any
 from tracekit.probes._inet import TCP_STATES, addr, ip_version
 from tracekit.probes.tcpretrans import TLP, Flow, Retransmit, TcpRetrans
 
-from .common import Clock, add_common, run, run_summary
+from .common import Clock, HelpFormatter, add_common, run, run_summary
 
 EPILOG = """\
 examples:
@@ -33,7 +33,7 @@ retransmitted (usually 0: a timer).  The banner goes to stderr, rows to stdout.
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tracekit-tcpretrans", description="Trace TCP retransmits",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("-s", "--sequence", action="store_true", help="display TCP sequence numbers")
     p.add_argument("-l", "--lossprobe", action="store_true", help="include tail loss probe attempts")
     p.add_argument("-c", "--count", action="store_true", help="count occurred retransmits per flow")

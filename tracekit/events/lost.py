@@ -24,8 +24,6 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-import anyio
-
 __all__ = ["LostReporter"]
 
 
@@ -83,6 +81,8 @@ class LostReporter:
 
     async def run(self) -> None:
         """Poll once per interval until cancelled (for loops that may wait long)."""
+        import anyio  # here, not at the top: the tools' sync loop imports no event loop library
+
         while True:
             await anyio.sleep(self.interval)
             self.poll()

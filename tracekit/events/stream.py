@@ -45,12 +45,16 @@ import sys
 import time
 from itertools import islice
 from operator import length_hint
-from typing import Any
-
-import anyio
-import anyio.lowlevel
+from typing import TYPE_CHECKING, Any
 
 from tracekit.errors import ClosedError
+
+if TYPE_CHECKING:
+    import anyio
+
+# anyio is imported by the async paths only: the synchronous API (read_available,
+# wait_sync: the bundled tools' default loop) needs no event loop library, and importing
+# anyio is ~4-5 ms of a tool's start (issue 13)
 
 #: records taken from the kernel per refill of the per-record iterator (bounds latency and
 #: memory; larger batches amortise the refill but hold records back from other tasks)
@@ -311,6 +315,7 @@ class RecordStream:
 
     async def _batch_sleep(self, delay: float) -> None:
         """Sleep out a batching window (see :attr:`batch_latency`); close() ends it."""
+        import anyio
         # A readable fd left registered with asyncio would run the reader callback on every
         # loop iteration while nobody waits: drop it for the window (one epoll_ctl each way).
         self._unregister()
@@ -372,6 +377,8 @@ class RecordStream:
             if self._closed:
                 raise ClosedError(f"{self._what()} was closed while waiting")
             return
+        import anyio
+
         with anyio.CancelScope() as scope:
             self._waiters.add(scope)
             try:
@@ -386,6 +393,7 @@ class RecordStream:
 
     async def _fill(self) -> bool:
         """Make the pending iterator non-empty; False once the reader is closed."""
+        import anyio.lowlevel
         waited = False
         self._waiting += 1
         try:
@@ -449,6 +457,8 @@ class _Batches:
         return self
 
     async def __anext__(self) -> list[Any]:
+        import anyio.lowlevel
+
         st = self._stream
         waited = False
         st._waiting += 1
