@@ -16,6 +16,9 @@
   -> tuples.  Lazy decoding is what keeps batch decoding near the speed of plain tuples;
   the cost is that indexing (``rec[i]``) yields the *wire* items (bytes for strings) while
   attributes yield the decoded values.  ``repr()`` and ``_asdict()`` use attributes.
+* :meth:`EventType.eager`: a variant for consumers that read the strings of every record
+  (a tool printing them): its top-level ``char`` arrays are decoded while a batch is
+  decoded, in a few C-level passes over the whole batch, and read as plain slots.
 
 Conventions: arrays of ``char`` decode to ``str``; arrays of other 1-byte ints
 (``unsigned char``, ``__u8``) stay ``bytes``; enums decode to their integer value; a
@@ -27,8 +30,10 @@ from __future__ import annotations
 import gc
 import keyword
 import operator
+import re
 import struct
 from collections.abc import Callable, Sequence
+from itertools import chain
 from typing import Any, Literal
 
 from tracekit.btf.reader import BTF
@@ -55,8 +60,17 @@ _MAX_STEPS = 1 << 10
 
 
 def _cstr(raw: bytes) -> str:
-    i = raw.find(b"\0")
-    return (raw if i < 0 else raw[:i]).decode("utf-8", "replace")
+    # partition: one C call for "up to the first NUL, or all" (cheaper than find + slice)
+    return raw.partition(b"\0")[0].decode("utf-8", "replace")
+
+
+def _str_getter(i: int) -> Callable[[tuple], str]:
+    # The property's getter does the work itself (no second Python call into _cstr): the
+    # lazy char-array fields are the per-event cost of tools that print them (issue 13).
+    def get(self: tuple) -> str:
+        return self[i].partition(b"\0")[0].decode("utf-8", "replace")
+
+    return get
 
 
 def _pyname(name: str, taken: set[str], idx: int) -> str:
@@ -320,7 +334,7 @@ def _make_record_class(type_name: str, fields: list[tuple[str, Any]]) -> type:
             ns[name] = property(operator.itemgetter(spec[1]), doc=f"field {name}")
         # (mypy cannot type a lambda whose defaults bind this iteration's values: ignore[misc])
         elif kind == "str":
-            ns[name] = property(lambda self, i=spec[1]: _cstr(self[i]), doc=f"field {name} (char array)")  # type: ignore[misc]
+            ns[name] = property(_str_getter(spec[1]), doc=f"field {name} (char array)")
         elif kind == "tuple":
             ns[name] = property(lambda self, i=spec[1], n=spec[2]: tuple(self[i : i + n]), doc=f"field {name}")  # type: ignore[misc]
         elif kind == "lazy":
@@ -365,6 +379,10 @@ class EventType:
         self._body = fmt[1:]
         self._endian = fmt[0]
         self._strided: dict[tuple[int, int], struct.Struct] = {}
+        # set by _from_btf: the slot layout and field specs a variant is derived from
+        self._layout: list[tuple[int, int, str, int]] = []
+        self._specs: list[tuple[str, Any]] = []
+        self._variants: dict[tuple[str, ...], EventType] = {}
 
     def __repr__(self) -> str:
         return f"<EventType {self.name} size={self.size} fields={len(self.fields)}>"
@@ -399,6 +417,7 @@ class EventType:
         # and map each item's creation index to its first tuple slot.
         slot_of_item = [0] * len(items)
         slot = 0
+        layout: list[tuple[int, int, str, int]] = []  # (offset, size, format item, slots), by offset
         for idx in sorted(range(len(items)), key=lambda j: items[j].offset):
             it = items[idx]
             if it.offset < cur:
@@ -406,6 +425,7 @@ class EventType:
             if it.offset > cur:
                 parts.append(f"{it.offset - cur}x")
             parts.append(it.fmt)
+            layout.append((it.offset, it.size, it.fmt, it.nslots))
             slot_of_item[idx] = slot
             slot += it.nslots
             cur = it.offset + it.size
@@ -421,6 +441,8 @@ class EventType:
         name = t.name or f"anon_{tid}"
         rc = _make_record_class(name, fixed)
         et = cls(name, t.size, fmt, rc, tid)
+        et._layout = layout
+        et._specs = fixed
         cache[tid] = et
         return et
 
@@ -429,6 +451,33 @@ class EventType:
         """The event type of a ring-buffer map, found by convention (:func:`find_event_type`)."""
         btf = _btf_of(source)
         return cls.from_btf(btf, find_event_type(btf, map_name))
+
+    def eager(self, *fields: str) -> EventType:
+        """A variant of this type that decodes char-array ``fields`` (default: every one the
+        record has at top level) to ``str`` while it decodes the records, not on access.
+
+        For consumers that read those strings from every record (a tool printing them):
+        a batch's strings are cut at their NUL and decoded in a few C-level passes over
+        the whole batch, and the attributes become plain slot reads; lazily, each access
+        is a Python-level call (~100 ns).  Values are the same as the lazy type's; indexing
+        differs: the eager strings are the *last* slots of the tuple, as ``str``.
+        """
+        key = tuple(fields)
+        got = self._variants.get(key)
+        if got is not None:
+            return got
+        strs = {n: spec[1] for n, spec in self._specs if spec[0] == "str"}
+        names = list(fields) if fields else list(strs)
+        for n in names:
+            if n not in strs:
+                raise DecodeError(f"{self.name}: {n!r} is not a char-array field (those are: "
+                                  f"{', '.join(strs) or 'none'}); only they can be decoded eagerly")
+        if not names:
+            self._variants[key] = self
+            return self
+        et: EventType = _EagerEventType(self, {strs[n] for n in names})
+        self._variants[key] = et
+        return et
 
     # -- decoding --------------------------------------------------------------------------
 
@@ -491,6 +540,112 @@ class EventType:
         return [dec(b) for b in bufs]
 
     __call__ = decode
+
+
+class _EagerEventType(EventType):
+    """:meth:`EventType.eager`: the base type with some char arrays decoded up front.
+
+    The tuple holds the base type's slots minus the eager strings (their bytes become
+    ``x`` padding in the struct), then the strings in offset order.  A strided batch is
+    decoded by ``iter_unpack`` (the rest) and ONE regular expression over the blob that
+    captures each string up to its NUL (a lookahead ``(?=([^\\0]{0,w}))`` then ``.{w}``:
+    fixed width, so the match stays aligned with the records); the captured bytes are
+    joined with NUL separators, decoded as one UTF-8 string and split at the NULs again.
+    That equals decoding each string alone: no captured string holds a NUL, and a NUL
+    byte ends any incomplete UTF-8 sequence before it (its replacement is the same).
+    """
+
+    def __init__(self, base: EventType, str_slots: set[int]) -> None:
+        parts: list[str] = []
+        cur = 0
+        slot = 0
+        new_slot: dict[int, int] = {}  # base slot -> slot in the eager tuple
+        strs: list[tuple[int, int, int]] = []  # (offset, width, base slot), by offset
+        for off, size, fmt, nslots in base._layout:
+            if off > cur:
+                parts.append(f"{off - cur}x")
+            if slot in str_slots:
+                parts.append(f"{size}x")
+                strs.append((off, size, slot))
+            else:
+                parts.append(fmt)
+                for j in range(nslots):
+                    new_slot[slot + j] = len(new_slot)
+            slot += nslots
+            cur = off + size
+        if base.struct.size > cur:  # the base format ends at its last item: keep its size
+            parts.append(f"{base.struct.size - cur}x")
+        nscal = len(new_slot)
+        for k, (_, _, s) in enumerate(strs):
+            new_slot[s] = nscal + k
+        specs: list[tuple[str, Any]] = []
+        for name, spec in base._specs:
+            if spec[0] == "str" and spec[1] in str_slots:
+                specs.append((name, ("slot", new_slot[spec[1]])))
+            elif spec[0] in ("slot", "str", "tuple", "lazy"):
+                specs.append((name, (spec[0], new_slot[spec[1]], *spec[2:])))
+            else:
+                specs.append((name, spec))
+        fmt = base._endian + "".join(parts)
+        super().__init__(base.name, base.size, fmt, _make_record_class(base.name, specs), base.type_id)
+        self._layout, self._specs = [], specs  # a variant is not derived from again
+        self._variants = base._variants
+        self._strs = [(off, w) for off, w, _ in strs]
+        self._regex: dict[tuple[int, int], re.Pattern[bytes]] = {}
+
+    def __repr__(self) -> str:
+        return f"<EventType {self.name} size={self.size} fields={len(self.fields)} eager>"
+
+    def eager(self, *fields: str) -> EventType:
+        raise DecodeError(f"{self.name}: already an eager variant: call eager() on the base type")
+
+    def decode(self, buf: bytes | bytearray | memoryview) -> Any:
+        n = self.struct.size
+        if len(buf) < n:  # zero-padded, as the base type decodes a short record
+            buf = bytes(buf) + bytes(n - len(buf))
+        try:
+            vals = self.struct.unpack_from(buf)
+        except struct.error:
+            raise DecodeError(f"record of {len(buf)} bytes does not decode as {self.name}") from None
+        strs = tuple([bytes(buf[o : o + w]).partition(b"\0")[0].decode("utf-8", "replace") for o, w in self._strs])
+        return tuple.__new__(self.record_class, vals + strs)
+
+    __call__ = decode
+
+    def _strided_regex(self, skip: int, stride: int) -> re.Pattern[bytes]:
+        key = (skip, stride)
+        rx = self._regex.get(key)
+        if rx is None:
+            self._strided_struct(skip, stride)  # the same length check
+            pat = []
+            cur = -skip
+            for off, w in self._strs:
+                pat.append(b".{%d}(?=([^\x00]{0,%d})).{%d}" % (off - cur, w, w))
+                cur = off + w
+            pat.append(b".{%d}" % (stride - skip - cur))
+            rx = self._regex[key] = re.compile(b"(?s)" + b"".join(pat))
+        return rx
+
+    def decode_strided(self, blob: bytes, skip: int, stride: int, count: int) -> list[Any]:
+        st = self._strided_struct(skip, stride)
+        rx = self._strided_regex(skip, stride)
+        if len(blob) != count * stride:
+            blob = blob[: count * stride]
+        if not count:
+            return []
+        found = rx.findall(blob)
+        k = len(self._strs)
+        # findall gives a list of bytes for one group, of tuples for several
+        joined = b"\0".join(found if k == 1 else chain.from_iterable(found))
+        flat = iter(joined.decode("utf-8", "replace").split("\0"))
+        enabled = gc.isenabled()
+        gc.disable()  # see EventType.decode_strided
+        try:
+            # each record: the scalars' tuple + a tuple of its k strings, one C call each
+            return list(map(self.record_class, map(operator.add, st.iter_unpack(blob), zip(*[flat] * k))))
+        finally:
+            if enabled:
+                gc.enable()
 
 
 def _find_composite(btf: BTF, name: str) -> int:

@@ -7,7 +7,7 @@ type checkers and readers.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from tracekit.probe import Probe
 
@@ -50,3 +50,11 @@ class OpenSnoop(Probe[Open]):
     targ_tgid: int = 0           # process id to trace (0: all)
     targ_uid: int = INVALID_UID  # uid to trace
     targ_failed: bool = False    # only failed opens
+
+    def reader(self, *, raw: bool = False) -> Any:
+        """A reader whose records carry ``comm`` and ``fname`` already decoded: every
+        consumer of opens reads them, and decoding a whole batch's strings at once is
+        cheaper than one Python-level call per access (issue 13)."""
+        if raw or self.obj is None or not self.obj.loaded:
+            return super().reader(raw=raw)  # (also: the "not started" error)
+        return self.obj.reader(self.events_map, event_type=self.obj.event_type(self.event or "event").eager())
