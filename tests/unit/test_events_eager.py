@@ -84,6 +84,9 @@ def test_strided_batches_equal_lazy_decoding(open_event: EventType) -> None:
         assert [e.comm for e in eager] == [_cstr(c) for c in comms[:n]]
         assert [e.fname for e in eager] == [_cstr(f) for f in fnames[:n]]
         assert eg.decode_strided(blob + b"extra", skip, stride, n - 1) == eager[: n - 1]
+        for i in range(n):  # a single record takes a path of its own
+            one = eg.decode_strided(blob[i * stride : (i + 1) * stride], skip, stride, 1)
+            assert one == [eager[i]] and type(one[0]) is type(eager[i])
     assert eg.decode_strided(b"", 8, 312, 0) == []
     # one record at a time, and short records (only a prefix sent): zero padded, like lazy
     assert _attrs(eg.decode_batch(recs[:5])) == _attrs(open_event.decode_batch(recs[:5]))

@@ -631,8 +631,9 @@ class _EagerEventType(EventType):
         rx = self._strided_regex(skip, stride)
         if len(blob) != count * stride:
             blob = blob[: count * stride]
-        if not count:
-            return []
+        if count <= 1:
+            # one record (an isolated event): the regex and join cost more than they save
+            return [self.decode(blob[skip:stride])] if count else []
         found = rx.findall(blob)
         k = len(self._strs)
         # findall gives a list of bytes for one group, of tuples for several
