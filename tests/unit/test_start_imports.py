@@ -32,12 +32,6 @@ HEAVY = frozenset({
     "elftools", "difflib", "json", "copy", "shutil", "subprocess",     # error paths, other tools
 })
 
-#: what tools/common.py itself imports at its top (``import anyio``, ``import json``) today:
-#: anyio pulls inspect and ast.  Not tracekit's start path; tracked in issue 13 for the tool
-#: layer (the sync backend, the default, needs neither).  Remove names as they go.
-TOOLS_COMMON_EAGER = frozenset({"anyio", "inspect", "ast", "dis", "tokenize", "linecache", "json"})
-
-
 def _modules(tmp_path: Path, code: str) -> set[str]:
     """sys.modules after running ``code`` in a fresh ``-I -S`` interpreter."""
     shim = tmp_path / "shim"
@@ -75,6 +69,7 @@ def test_declaration_open_is_light(tmp_path: Path, probe: str) -> None:
 @pytest.mark.parametrize("tool", ["opensnoop", "execsnoop"])
 def test_tool_import_is_light(tmp_path: Path, tool: str) -> None:
     mods = _modules(tmp_path, f"import tracekit_tools.{tool} as t\nt.make_probe(t.parse_args([]))")
-    # argparse's own imports (shutil, for the terminal width) are the tool's choice of parser
-    heavy = mods & (HEAVY - TOOLS_COMMON_EAGER - {"shutil", "fnmatch"})
+    # no event loop library for the default (sync) loop, no json without --json, and no
+    # shutil: argparse's default terminal width (tools use common.HelpFormatter)
+    heavy = mods & (HEAVY - {"fnmatch"})
     assert not heavy, sorted(heavy)
