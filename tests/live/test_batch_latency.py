@@ -5,6 +5,7 @@ older than the window allows; isolated records come out at once; close() ends a 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 
@@ -157,3 +158,54 @@ async def test_close_ends_a_batching_window(producer: Producer) -> None:
             rb.close()
             await ended.wait()
     assert rb.closed
+
+
+def test_storm_inside_a_window_wakes_the_reader() -> None:
+    """A storm that starts inside a batching window: opensnoop's BPF side forces a wake-up
+    once its ring is a quarter full (tracekit.h tk_ringbuf_submit), the reader waits for it
+    (edge-triggered epoll) instead of sleeping the window out, and nothing is lost -- with a
+    30 s window, and 4x more records than the 256 KiB ring holds."""
+    require_live()
+    from tracekit.probes.opensnoop import OpenSnoop
+
+    n = 4 * 840  # opensnoop's default ring holds 840 records
+    prefix = f"/tmp/tk-force-wakeup-{os.getpid()}-"
+    mine = os.getpid()
+    with OpenSnoop(targ_tgid=mine, targ_failed=True) as probe:
+        events = probe.events(batch_latency=30.0)
+        reader = events.reader  # type: ignore[attr-defined]
+        storm_started = threading.Event()
+
+        def storm() -> None:
+            for i in (0, 1):  # two wake-ups close together: the reader starts a window
+                _fail_open(f"{prefix}w{i}")
+                time.sleep(0.01)
+            time.sleep(0.2)   # the reader is inside its 30 s window now
+            storm_started.set()
+            for i in range(n):
+                _fail_open(f"{prefix}{i}")
+
+        t = threading.Thread(target=storm, daemon=True)
+        t.start()
+        seen: list[str] = []
+        t0 = time.monotonic()
+        while len(seen) < n + 2 and time.monotonic() - t0 < 20:
+            batch = events.read_available()  # type: ignore[attr-defined]
+            seen += [ev.fname for ev in batch if ev.fname.startswith(prefix)]
+            if not batch:
+                reader.wait_sync(1.0)
+        t.join()
+        lost = probe.lost
+        events.close()  # type: ignore[attr-defined]
+    assert storm_started.is_set()
+    assert lost == 0
+    assert seen == [f"{prefix}w0", f"{prefix}w1"] + [f"{prefix}{i}" for i in range(n)]
+    # long before the window would have ended
+    assert time.monotonic() - t0 < 20
+
+
+def _fail_open(path: str) -> None:
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except FileNotFoundError:
+        pass

@@ -187,6 +187,26 @@ def _cutter(ln: int, stride: int) -> struct.Struct:
 FILL_FRACTION = 0.25
 
 
+#: Ring fds sit in the reader's epoll edge-triggered.  Waiting on the epoll fd itself
+#: (poll(), asyncio, trio) is unchanged: it is readable while a ring holds records.  But an
+#: epoll_wait on it reports each kernel wake-up once, so a reader sleeping out a batching
+#: window can clear them and then wait for the NEXT one: the kernel wakes the consumer on
+#: the first record after it caught up, and tracekit.h's tk_ringbuf_submit() forces a
+#: wake-up once the ring is FILL_FRACTION full (BPF_RB_FORCE_WAKEUP), so a storm that
+#: starts inside a window is taken before it overflows the ring.
+_EVENTS = select.EPOLLIN | select.EPOLLET
+
+
+def _consume_edges(ep: select.epoll | None) -> bool:
+    if ep is None:
+        return False
+    try:
+        ep.poll(0)
+    except OSError:
+        return False
+    return True
+
+
 class _FillRate:
     """How fast the producer fills the rings of a batching reader, measured between the
     reader's waits (bytes consumed / time), to bound its next window.
@@ -428,6 +448,12 @@ class RingBuffer(RecordStream):
         # the stream's window, no longer than the ring takes to fill to FILL_FRACTION
         return self._fill_rate.bound(super()._batch_delay(), (self._drain,), self._last_wake)
 
+    def _window_full(self) -> bool:
+        return self._drain.available() >= FILL_FRACTION * self._mem.size
+
+    def _consume_edges(self) -> bool:
+        return _consume_edges(self._ep)
+
     def _wait_fd(self) -> int:
         self._check()
         if self._fd < 0:
@@ -436,7 +462,7 @@ class RingBuffer(RecordStream):
         if ep is None:
             # Created on first use: rings merged into a RingBufferSet never wait themselves.
             ep = self._open_epoll()
-            ep.register(self._fd, select.EPOLLIN)
+            ep.register(self._fd, _EVENTS)
         return ep.fileno()
 
     def _release(self) -> None:
@@ -464,7 +490,7 @@ class RingBufferSet(RecordStream):
         ep = self._open_epoll()
         try:
             for r in self.readers:
-                ep.register(r.fileno(), select.EPOLLIN)
+                ep.register(r.fileno(), _EVENTS)
         except BaseException:
             ep.close()
             self._ep = None
@@ -472,6 +498,12 @@ class RingBufferSet(RecordStream):
 
     def _what(self) -> str:
         return "ring buffer set"
+
+    def _window_full(self) -> bool:
+        return any(r._drain.available() >= FILL_FRACTION * r._mem.size for r in self.readers)
+
+    def _consume_edges(self) -> bool:
+        return _consume_edges(self._ep)
 
     def _batch_delay(self) -> float | None:
         # no ring of the set may fill past FILL_FRACTION during a window

@@ -203,9 +203,9 @@ class RecordStream:
         if delay is not None:
             # batching a burst: let the window fill instead of waking per record
             if timeout is not None and timeout < delay:
-                time.sleep(max(0.0, timeout))
+                self._window_sync(max(0.0, timeout))
                 return False
-            time.sleep(delay)
+            self._window_sync(delay)
             self._woke()
             return True
         p = select.poll()
@@ -214,6 +214,38 @@ class RecordStream:
         if ready:
             self._woke()
         return ready
+
+    # --- batching windows: subclasses whose kernel side can wake them early override ------
+
+    def _window_full(self) -> bool:
+        """True when the records pending must be taken before the window ends (a ring
+        filling up); the default cannot tell."""
+        return False
+
+    def _consume_edges(self) -> bool:
+        """Clear the wake-ups reported so far on an edge-triggered wait fd; False when the
+        wait fd is not edge-triggered (a window is then slept out whole)."""
+        return False
+
+    def _window_sync(self, delay: float) -> None:
+        """Spend a batching window of ``delay`` seconds: sleep, or -- where the kernel side
+        forces a wake-up as the buffer fills (tracekit.h's tk_ringbuf_submit) -- wait for
+        that wake-up, so a burst starting inside the window cannot overflow the buffer."""
+        if not self._consume_edges():
+            time.sleep(delay)
+            return
+        end = time.monotonic() + delay
+        fd = self._wait_fd()
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        while not self._window_full():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            # readable again only on a new wake-up: the first record after the reader caught
+            # up (the kernel's own rule; the loop goes on) or a forced one (the ring fills)
+            p.poll(max(1, int(left * 1000)))
+            self._consume_edges()
 
     def close(self) -> None:
         """Release the kernel resources and wake any task waiting (idempotent)."""
@@ -322,7 +354,21 @@ class RecordStream:
         with anyio.CancelScope() as scope:
             self._waiters.add(scope)
             try:
-                await anyio.sleep(delay)
+                if not self._consume_edges():
+                    await anyio.sleep(delay)
+                else:
+                    # as _window_sync: wait for a wake-up the ring forces as it fills
+                    end = time.monotonic() + delay
+                    fd = self._wait_fd()
+                    while not self._window_full():
+                        left = end - time.monotonic()
+                        if left <= 0:
+                            break
+                        with anyio.move_on_after(left):
+                            await self._wait_readable(fd)
+                        if self._closed:
+                            break
+                        self._consume_edges()
             finally:
                 self._waiters.discard(scope)
                 if self._ep_close_deferred and not self._waiters and not self._trio_waits and self._ep is not None:

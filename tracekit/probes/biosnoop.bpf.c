@@ -163,7 +163,7 @@ static __always_inline int rq_complete(struct request *rq, unsigned int nr_bytes
 		e->len = nr_bytes;
 	e->cmd_flags = BPF_CORE_READ(rq, cmd_flags);
 	e->dev = skey.dev;
-	bpf_ringbuf_submit(e, 0);
+	tk_ringbuf_submit(events, e);
 cleanup:
 	bpf_map_delete_elem(&start, &rq);
 	bpf_map_delete_elem(&infobyreq, &rq);

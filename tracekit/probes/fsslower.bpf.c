@@ -94,7 +94,7 @@ static __always_inline int leave(__s64 ret, enum fs_op op)
 	name = BPF_CORE_READ(fp, f_path.dentry, d_name.name);
 	if (bpf_probe_read_kernel_str(&e->file, sizeof(e->file), name) < 0)
 		e->file[0] = '\0';
-	bpf_ringbuf_submit(e, 0);
+	tk_ringbuf_submit(events, e);
 out:
 	bpf_map_delete_elem(&starts, &tid);
 	return 0;

@@ -46,7 +46,7 @@ int BPF_KPROBE(kprobe_oom_kill_process, struct oom_control *oc, const char *mess
 	e->tpid = BPF_CORE_READ(oc, chosen, tgid);
 	BPF_CORE_READ_STR_INTO(&e->tcomm, oc, chosen, comm);
 	e->pages = BPF_CORE_READ(oc, totalpages);
-	bpf_ringbuf_submit(e, 0);
+	tk_ringbuf_submit(events, e);
 	return 0;
 }
 
@@ -70,7 +70,7 @@ int tp_mark_victim(struct trace_event_raw_mark_victim *ctx)
 		loc = BPF_CORE_READ(nctx, __data_loc_comm);
 		bpf_probe_read_kernel_str(&e->tcomm, sizeof(e->tcomm), (void *)ctx + (loc & 0xffff));
 	}
-	bpf_ringbuf_submit(e, 0);
+	tk_ringbuf_submit(events, e);
 	return 0;
 }
 

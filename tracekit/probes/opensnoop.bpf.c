@@ -106,7 +106,7 @@ static __always_inline int trace_exit(struct trace_event_raw_sys_exit *ctx)
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	if (bpf_probe_read_user_str(&e->fname, sizeof(e->fname), ap->fname) < 0)
 		e->fname[0] = '\0';
-	bpf_ringbuf_submit(e, 0);
+	tk_ringbuf_submit(events, e);
 	tk_count(events_emitted);
 cleanup:
 	bpf_map_delete_elem(&start, &tid);

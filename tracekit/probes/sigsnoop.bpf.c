@@ -85,7 +85,7 @@ static __always_inline int leave(struct trace_event_raw_sys_exit *ctx)
 	*e = *ev;
 	e->ts = bpf_ktime_get_ns();
 	e->ret = ret;
-	bpf_ringbuf_submit(e, 0);
+	tk_ringbuf_submit(events, e);
 	tk_count(events_emitted);
 cleanup:
 	bpf_map_delete_elem(&values, &tid);
@@ -132,7 +132,7 @@ int tracepoint__signal__signal_generate(struct trace_event_raw_signal_generate *
 	e->has_tcomm = 1;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	bpf_probe_read_kernel_str(e->tcomm, sizeof(e->tcomm), ctx->comm);
-	bpf_ringbuf_submit(e, 0);
+	tk_ringbuf_submit(events, e);
 	tk_count(events_emitted);
 	return 0;
 }

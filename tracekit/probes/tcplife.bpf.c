@@ -116,7 +116,7 @@ int tracepoint__sock__inet_sock_set_state(struct trace_event_raw_inet_sock_set_s
 		bpf_probe_read_kernel(e->saddr, 16, ctx->saddr_v6);
 		bpf_probe_read_kernel(e->daddr, 16, ctx->daddr_v6);
 	}
-	bpf_ringbuf_submit(e, 0);
+	tk_ringbuf_submit(events, e);
 	tk_count(events_emitted);
 cleanup:
 	bpf_map_delete_elem(&birth, &sk);

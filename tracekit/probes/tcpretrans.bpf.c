@@ -116,7 +116,7 @@ int tracepoint__tcp__tcp_retransmit_skb(struct tk_retransmit_args *ctx)
 	/* TCP_SKB_CB(skb) is skb->cb seen as struct tcp_skb_cb; CO-RE finds cb and seq */
 	cb = (const struct tcp_skb_cb *)((const void *)skb + bpf_core_field_offset(struct sk_buff, cb));
 	e->seq = BPF_CORE_READ(cb, seq);
-	bpf_ringbuf_submit(e, 0);
+	tk_ringbuf_submit(events, e);
 	tk_count(events_emitted);
 	return 0;
 }
@@ -146,7 +146,7 @@ int BPF_KPROBE(kprobe__tcp_send_loss_probe, struct sock *sk)
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->type = TLP;
 	sock_ends(e, sk);
-	bpf_ringbuf_submit(e, 0);
+	tk_ringbuf_submit(events, e);
 	tk_count(events_emitted);
 	return 0;
 }

@@ -77,6 +77,7 @@
  *     e = tk_ringbuf_reserve_or_drop(events, sizeof(*e));
  *     if (!e) return 0;                        // already counted
  *     ...
+ *     tk_ringbuf_submit(events, e);            // see tk_ringbuf_wakeup() below
  *     tk_ringbuf_output_or_drop(events, &buf, len);
  *
  * TK_DROP_COUNTER(map) declares the global `__u64 tk_dropped_<map>` (zero, so in .bss,
@@ -87,6 +88,24 @@
  */
 #define TK_DROP_COUNTER(map) __u64 tk_dropped_##map = 0
 
+/*
+ * Wake-up flags for a record going into ring buffer <map>: the kernel's own rule (wake the
+ * consumer if it had caught up: flags 0), plus a forced wake-up once the ring is a quarter
+ * full.  A tracekit reader that batches wake-ups (batch_latency, the bundled tools: 20 ms)
+ * stops taking records for a window; the kernel then wakes it no more, and a burst that
+ * starts inside the window would overflow the ring before the window ends.  The reader
+ * waits for this forced wake-up (edge-triggered epoll) and takes the records at once.
+ * Two bpf_ringbuf_query() calls per record; the forced wake-up is an irq_work already
+ * pending most of the time.
+ */
+#define TK_RB_FORCE_FRACTION 4
+#define tk_ringbuf_wakeup(map)                                                            \
+	(bpf_ringbuf_query(&map, BPF_RB_AVAIL_DATA) >=                                    \
+	 bpf_ringbuf_query(&map, BPF_RB_RING_SIZE) / TK_RB_FORCE_FRACTION ? BPF_RB_FORCE_WAKEUP : 0)
+
+/* bpf_ringbuf_submit(rec, ...) for a record reserved from <map>, with tk_ringbuf_wakeup(). */
+#define tk_ringbuf_submit(map, rec) bpf_ringbuf_submit(rec, tk_ringbuf_wakeup(map))
+
 /* bpf_ringbuf_reserve(&map, size, 0), counting a failure in tk_dropped_<map>. */
 #define tk_ringbuf_reserve_or_drop(map, size) ({                                       \
 	void *__tk_rec = bpf_ringbuf_reserve(&map, size, 0);                             \
@@ -95,9 +114,10 @@
 	__tk_rec;                                                                         \
 })
 
-/* bpf_ringbuf_output(&map, data, size, 0), counting a failure in tk_dropped_<map>. */
+/* bpf_ringbuf_output(&map, data, size, tk_ringbuf_wakeup(map)), counting a failure in
+ * tk_dropped_<map>. */
 #define tk_ringbuf_output_or_drop(map, data, size) ({                                  \
-	long __tk_err = bpf_ringbuf_output(&map, data, size, 0);                         \
+	long __tk_err = bpf_ringbuf_output(&map, data, size, tk_ringbuf_wakeup(map));    \
 	if (__tk_err)                                                                     \
 		tk_count(tk_dropped_##map);                                               \
 	__tk_err;                                                                         \
