@@ -318,6 +318,12 @@ class RecordStream:
             # readable fd would wake the loop on every iteration until then.
             self._unregister()
 
+    def _close_deferred_ep(self) -> None:
+        """The last waiter out closes an epoll fd that close() left to it (see close())."""
+        if self._ep_close_deferred and not self._waiters and not self._trio_waits and self._ep is not None:
+            self._ep.close()
+            self._ep = None
+
     def _end_stale(self) -> None:
         self._skip_stale = False
 
@@ -371,9 +377,7 @@ class RecordStream:
                         self._consume_edges()
             finally:
                 self._waiters.discard(scope)
-                if self._ep_close_deferred and not self._waiters and not self._trio_waits and self._ep is not None:
-                    self._ep.close()
-                    self._ep = None
+                self._close_deferred_ep()
         if self._closed:
             raise ClosedError(f"{self._what()} was closed while waiting")
         self._woke()
@@ -417,9 +421,7 @@ class RecordStream:
                 pass
             finally:
                 self._trio_waits -= 1
-                if self._ep_close_deferred and not self._trio_waits and not self._waiters and self._ep is not None:
-                    self._ep.close()
-                    self._ep = None
+                self._close_deferred_ep()
             if self._closed:
                 raise ClosedError(f"{self._what()} was closed while waiting")
             return
@@ -431,9 +433,7 @@ class RecordStream:
                 await anyio.wait_readable(fd)
             finally:
                 self._waiters.discard(scope)
-                if self._ep_close_deferred and not self._waiters and not self._trio_waits and self._ep is not None:
-                    self._ep.close()
-                    self._ep = None
+                self._close_deferred_ep()
         if self._closed:
             raise ClosedError(f"{self._what()} was closed while waiting")
 

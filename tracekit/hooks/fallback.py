@@ -80,24 +80,21 @@ def _why(kind: str, target: str) -> str | None:
 
 def _vmlinux_id(name: str, kind: str) -> int | None:
     from tracekit.btf.types import Kind
-    from tracekit.kernel import btf_lookup, kcore
+    from tracekit.kernel import btf_lookup
 
     want = Kind[kind]
     # The kernel's own look-up where it has one (tracekit.kernel.btf_lookup): choosing
     # between tp_btf and raw_tp then reads no vmlinux BTF in this process, as the kernel
     # CO-RE load after it does not (a cold tracekit-runqlat would parse ~127k types here).
-    if kcore.mode() != "user" and btf_lookup.available():
-        try:
-            found = btf_lookup.find([(name, int(want))])[(name, int(want))]
-        except (btf_lookup.TooLong, TracekitError):
-            found = None
-        else:
-            if found is None:
-                return None
-            if not found.in_module:
-                return found.btf_id
-            btf_lookup.close_all([found])
-            return None  # a module's: the probe loads below attach to vmlinux ids only
+    try:
+        found = btf_lookup.find_one(name, int(want))
+    except TracekitError:
+        pass  # read the BTF below
+    else:
+        if found is not None and not found.in_module:
+            return found.btf_id
+        btf_lookup.close_all([found])
+        return None  # none, or a module's: the probe loads below take vmlinux ids only
     from tracekit.kernel import btf as kernel_btf
 
     vm = kernel_btf.vmlinux()

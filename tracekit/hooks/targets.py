@@ -63,19 +63,18 @@ def _btf_has(name: str, kind_name: str) -> bool:
     from tracekit.btf.types import Kind
     from tracekit.errors import TracekitError
     from tracekit.kernel import btf as kernel_btf
-    from tracekit.kernel import btf_lookup, kcore
+    from tracekit.kernel import btf_lookup
 
     want = Kind[kind_name]
     # the kernel's own look-up where it has one: a hit reads no vmlinux BTF in this process
     # (only a miss scans it, for the close matches of the message)
-    if kcore.mode() != "user" and btf_lookup.available():
-        try:
-            found = btf_lookup.find([(name, int(want))])[(name, int(want))]
-        except (btf_lookup.TooLong, TracekitError):
-            found = None
-        if found is not None:
-            btf_lookup.close_all([found])
-            return True
+    try:
+        found = btf_lookup.find_one(name, int(want))
+    except TracekitError:
+        found = None
+    if found is not None:
+        btf_lookup.close_all([found])
+        return True
     return any(b.find(name, want) for b in (kernel_btf.vmlinux(), *kernel_btf.modules().values()))
 
 

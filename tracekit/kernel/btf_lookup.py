@@ -284,6 +284,25 @@ def find(names_kinds: Iterable[tuple[str, int]]) -> dict[tuple[str, int], Found 
     return out
 
 
+def find_one(name: str, kind: int) -> Found | None:
+    """:func:`find` for one name, for callers that can read the BTF themselves otherwise:
+    NotSupportedError when the kernel's look-up cannot answer here (``TRACEKIT_CORE=user``,
+    no look-up program on this kernel, a name it cannot take, a failed run)."""
+    from tracekit.errors import NotSupportedError, TracekitError
+    from tracekit.kernel import kcore
+
+    if kcore.mode() == "user" or not available():
+        raise NotSupportedError("in-kernel BTF look-ups", "5.14", _loader._why or "TRACEKIT_CORE=user")
+    try:
+        return find([(name, kind)])[(name, kind)]
+    except TooLong as e:
+        raise NotSupportedError("in-kernel BTF look-ups", "5.14", str(e)) from None
+    except NotSupportedError:
+        raise
+    except TracekitError as e:
+        raise NotSupportedError("in-kernel BTF look-ups", "5.14", str(e)) from None
+
+
 def close_all(found: Iterable[Found | None]) -> None:
     """Close the module fds of look-up results (idempotent)."""
     for f in found:
