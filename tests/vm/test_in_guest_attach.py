@@ -54,6 +54,10 @@ GUEST_SUITE = [
     "tests/live/test_tool_fsslower.py",
     # biosnoop/cachestat fallback chains (kprobe/fentry branches), summary probes' CO-RE
     "tests/live/test_tool_hooks.py",
+    # in-kernel BTF look-ups: module BTF names (none on this host) and kernel-side CO-RE
+    # with tp_btf/kfuncs on 6.1 and the newest; forced ring-buffer wake-ups on each kernel
+    "tests/live/test_btf_lookup.py",
+    "tests/live/test_batch_latency.py",
 ]
 #: objects those suites build with tests.support.build_bpf_object (name, defines)
 SHARED_OBJECTS = [
@@ -72,6 +76,9 @@ SHARED_OBJECTS = [
     ("module_kfunc.bpf.c", ()),
     ("module_ksym.bpf.c", ()),
     ("fallback_chain.bpf.c", ()),
+    ("btf_lookup.bpf.c", ()),
+    ("btf_lookup.bpf.c", ("STRONG_MISSING",)),
+    ("btf_lookup.bpf.c", ("TOO_FEW_ARGS",)),
 ]
 OBJECTS = ["attach_probes.bpf.c", "attach_tracing.bpf.c", "attach_perfbuf.bpf.c"]
 #: per-kernel cap (boot included); the whole CI has 60 min for everything
