@@ -199,3 +199,34 @@ def test_bad_arguments_are_refused(obj) -> None:
     finally:
         ring.close()
     assert _perf_fds() == before  # nothing leaked by the failed constructor
+
+
+def test_batch_latency_is_ignored_by_perf_buffers(obj) -> None:
+    """A perf buffer does not batch (its small per-CPU rings cannot wake the reader as they
+    fill): with a 30 s batch_latency, records 50 ms apart still come out one by one."""
+    import threading
+    import time
+
+    r = obj.reader()
+    r.batch_latency = 30.0
+    produced: list[int] = []
+
+    def gen() -> None:
+        for i in range(4):
+            time.sleep(0.05)
+            produced.append(i)
+            _getpgid(0x7E000000 + i)
+
+    t = threading.Thread(target=gen, daemon=True)
+    t.start()
+    seen_with: list[int] = []
+    deadline = time.monotonic() + 20
+    while len(seen_with) < 4 and time.monotonic() < deadline:
+        batch = r.read_available()
+        seen_with += [len(produced)] * len(batch)
+        if not batch:
+            r.wait_sync(1.0)
+    t.join()
+    r.close()
+    # each record handed out before the next was made (a window would hold them for 30 s)
+    assert seen_with == [1, 2, 3, 4]

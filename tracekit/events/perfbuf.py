@@ -200,6 +200,14 @@ class PerfBuffer(RecordStream):
         self._check()
         return sum(r.available() for r in self._rings)
 
+    def _batch_delay(self) -> float | None:
+        # No batching windows over perf buffers: their per-CPU rings are small (8 pages by
+        # default), the kernel cannot be told to wake the reader as they fill (ring buffers
+        # can: tracekit.h tk_ringbuf_submit), and a window would turn a burst into lost
+        # records.  batch_latency is a ring-buffer feature; a perf reader wakes per record.
+        self._got = False
+        return None
+
     def _take(self, out: list[Any], limit: int) -> int:
         raws: list[bytes] = []
         for r in self._rings:

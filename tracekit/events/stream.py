@@ -87,7 +87,9 @@ class RecordStream:
     #: arrives while the reader waits on the fd is handed over at once (no added latency
     #: at low rates); while batching, none waits longer than this.  At an exec storm's
     #: ~1,000 records/s each wake-up of a Python process costs ~40 us, ~4x the C front
-    #: end's whole cost per record (issue 13); the bundled tools set 10 ms.
+    #: end's whole cost per record (issue 13); the bundled tools set 20 ms.  Ring buffers
+    #: only (a window also ends as soon as a ring is a quarter full, where the program
+    #: submits with tracekit.h's tk_ringbuf_submit); perf buffers ignore it.
     batch_latency: float = 0.0
 
     def _init_stream(self, batch_size: int) -> None:
