@@ -129,7 +129,12 @@ def test_build_id_stacks_lead_to_the_same_function(profile: Profile) -> None:
         if entries and entries[0].valid and entries[0].build_id == build_id:
             f = profile.build_id_stacks.user(s.build_id_stack_id, s.pid)[0]
             # resolved from the build id and file offset alone, in the helper's own file
-            assert f.module == profile.binary and f.name in (SPIN_FUNC, "tracekit_read_here", "main"), f
+            assert f.module == profile.binary, f
+            if f.name == "_init" and f.offset:
+                # a sample in a PLT stub (tracekit_read_here's call into libc): .plt has no
+                # symbols, the nearest one before it is _init (seen once in CI)
+                continue
+            assert f.name in (SPIN_FUNC, "tracekit_read_here", "main"), f
             hits += s.count if f.name == SPIN_FUNC else 0
     assert hits > 0
 
