@@ -67,26 +67,12 @@ __u64 keys_dropped = 0;     /* count_mode: `counts` full, a new address/port not
 
 static __always_inline void count_bind(const struct event *e)
 {
-	static const __u64 one = 1;
 	struct bind_key key = {};
-	__u64 *n;
 
 	key.af = e->af;
 	key.port = e->port;
 	__builtin_memcpy(key.addr, e->addr, 16);
-	n = bpf_map_lookup_elem(&counts, &key);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-		return;
-	}
-	/* a racing first bind of the same key on another CPU may win: then add to it */
-	if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST)) {
-		n = bpf_map_lookup_elem(&counts, &key);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-		else
-			tk_count(keys_dropped);
-	}
+	tk_map_increment(&counts, &key, &keys_dropped);
 }
 
 /* Before 6.6 the IP_* socket options were bitfields of inet_sock; CO-RE picks the layout. */

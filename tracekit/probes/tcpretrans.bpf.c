@@ -39,28 +39,14 @@ __u64 flows_dropped = 0;    /* count_mode: `counts` full, a new flow not counted
 
 static __always_inline void count_flow(const struct event *e)
 {
-	static const __u64 one = 1;
 	struct flow key = {};
-	__u64 *n;
 
 	key.af = e->af;
 	key.lport = e->lport;
 	key.dport = e->dport;
 	__builtin_memcpy(key.saddr, e->saddr, 16);
 	__builtin_memcpy(key.daddr, e->daddr, 16);
-	n = bpf_map_lookup_elem(&counts, &key);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-		return;
-	}
-	/* a racing first retransmit of the same flow on another CPU may win: then add to it */
-	if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST)) {
-		n = bpf_map_lookup_elem(&counts, &key);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-		else
-			tk_count(flows_dropped);
-	}
+	tk_map_increment(&counts, &key, &flows_dropped);
 }
 
 /* Fill the address part of `e` from the socket itself. */

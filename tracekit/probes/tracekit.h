@@ -69,6 +69,30 @@
 #define tk_count(var) __sync_fetch_and_add(&(var), 1)
 
 /*
+ * Count one more of `key` in a hash map of __u64 counters: add to its entry, or insert it
+ * at 1.  A racing first insert of the same key on another CPU may win (BPF_NOEXIST fails):
+ * then add to that entry.  When the map is full and the key is not in it, bump *dropped.
+ */
+static __always_inline void tk_map_increment(void *map, const void *key, __u64 *dropped)
+{
+	static const __u64 one = 1;
+	__u64 *n;
+
+	n = bpf_map_lookup_elem(map, key);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	if (bpf_map_update_elem(map, key, &one, BPF_NOEXIST)) {
+		n = bpf_map_lookup_elem(map, key);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			tk_count(*dropped);
+	}
+}
+
+/*
  * Lost events.  The kernel does not count records a BPF program fails to put in a ring
  * buffer (a full ring: bpf_ringbuf_reserve() returns NULL, bpf_ringbuf_output() an
  * error), so the probe must.  The convention tracekit's readers rely on:
